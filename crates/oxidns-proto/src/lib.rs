@@ -1,0 +1,63 @@
+//! DNS messages as oxidns sees them.
+//!
+//! This crate is the one place that knows the wire-format library (`domain`,
+//! NLnet Labs): everything above it uses the small types here, so that a new
+//! version of the library touches one crate.
+//!
+//! - [`Query`]: a received query, validated in full (RFC 1035 §4.1, RFC 6891 §6).
+//! - [`Response`]: an answer under construction, encoded with name compression
+//!   and truncated to whole RRsets when it does not fit (RFC 2181 §9).
+
+mod edns;
+mod query;
+mod response;
+
+pub use edns::{Edns, EdnsOption, option_code};
+pub use query::{MalformedQuery, Query, QueryError};
+pub use response::{ReceivedResponse, Response, ResponseParseError, encode_error};
+
+pub use domain;
+pub use domain::base::iana::{Class, Opcode, OptRcode, Rcode, Rtype};
+pub use domain::base::{Serial, Ttl};
+
+use bytes::Bytes;
+
+/// An absolute domain name, as received or as loaded; comparisons ignore ASCII case.
+pub type Name = domain::base::Name<Bytes>;
+/// The record data of every type a zone can hold, unknown types included (RFC 3597).
+pub type RecordData = domain::rdata::ZoneRecordData<Bytes, Name>;
+/// A resource record with owned name and data.
+pub type Record = domain::base::Record<Name, RecordData>;
+
+/// The largest message a UDP client may get without EDNS (RFC 1035 §4.2.1).
+pub const MIN_UDP_PAYLOAD: u16 = 512;
+/// The EDNS payload size we advertise and use by default: the DNS Flag Day
+/// 2020 value, which avoids IP fragmentation on almost every path.
+pub const DEFAULT_UDP_PAYLOAD: u16 = 1232;
+
+/// Parses a name in presentation format ("www.example.org" or "www.example.org.").
+pub fn name_from_str(text: &str) -> Result<Name, String> {
+    let absolute = if text.ends_with('.') {
+        text.to_owned()
+    } else {
+        format!("{text}.")
+    };
+    absolute
+        .parse::<Name>()
+        .map_err(|e| format!("invalid domain name '{text}': {e}"))
+}
+
+/// The name in lower case, for use as a map key.
+pub fn lowercase(name: &Name) -> Name {
+    use domain::base::ToName;
+    name.to_canonical_name()
+}
+
+/// The name as text with its trailing dot ("example.org.", "." for the root).
+pub fn name_text(name: &Name) -> String {
+    if name.is_root() {
+        ".".to_owned()
+    } else {
+        format!("{name}.")
+    }
+}

@@ -1,0 +1,478 @@
+//! Responses: built by plugins, encoded once, truncated to fit.
+//!
+//! Truncation (RFC 2181 §9, RFC 6891 §7): RRsets are kept or dropped whole.
+//! When an answer or authority RRset does not fit, TC is set and that section
+//! is cut there, with everything after it; additional RRsets that do not fit
+//! are left out without TC. The OPT record always stays in: the space for it
+//! is reserved before any record is placed.
+
+use bytes::Bytes;
+use domain::base::iana::{Class, Opcode, OptRcode, Rcode, Rtype};
+use domain::base::message::Message;
+use domain::base::message_builder::{MessageBuilder, PushError, StaticCompressor};
+use domain::base::name::FlattenInto;
+use domain::base::rdata::UnknownRecordData;
+use domain::base::{ParsedName, ToName};
+use domain::dep::octseq::OctetsBuilder;
+use domain::rdata::ZoneRecordData;
+
+use crate::edns::{Edns, EdnsOption};
+use crate::query::{MalformedQuery, Query};
+use crate::{DEFAULT_UDP_PAYLOAD, Name, Record};
+
+type Builder = MessageBuilder<StaticCompressor<Vec<u8>>>;
+
+/// A response under construction. Header fields that echo the query (ID,
+/// opcode, RD, CD, the question) are filled in at encoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The full response code; values above 15 need EDNS (RFC 6891 §6.1.3).
+    pub rcode: OptRcode,
+    /// AA: we are authoritative for the answer.
+    pub authoritative: bool,
+    /// TC as decided by a plugin (e.g. copied from an upstream); encoding may also set it.
+    pub truncated: bool,
+    /// RA: recursion available.
+    pub recursion_available: bool,
+    /// AD: the data is authentic (RFC 4035 §3.2.3).
+    pub authentic_data: bool,
+    pub answer: Vec<Record>,
+    pub authority: Vec<Record>,
+    pub additional: Vec<Record>,
+    /// Options for our OPT record; sent only if the query had EDNS.
+    pub edns_options: Vec<EdnsOption>,
+}
+
+/// A response as received from a server: the response and the header fields
+/// that were echoed from the query.
+#[derive(Clone, Debug)]
+pub struct ReceivedResponse {
+    pub id: u16,
+    pub opcode: Opcode,
+    pub rd: bool,
+    pub cd: bool,
+    pub question: Option<(Name, Rtype, Class)>,
+    pub edns: Option<Edns>,
+    pub response: Response,
+}
+
+/// Why a received response could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseParseError(pub &'static str);
+
+impl std::fmt::Display for ResponseParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for ResponseParseError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Section {
+    Answer,
+    Authority,
+    Additional,
+}
+
+/// How many RRsets of each section to place.
+#[derive(Clone, Copy, Debug)]
+struct Cut {
+    answer: usize,
+    authority: usize,
+    additional: usize,
+    truncated: bool,
+}
+
+impl Response {
+    /// An empty response with this rcode.
+    pub fn new(rcode: Rcode) -> Response {
+        Response {
+            rcode: OptRcode::from_rcode(rcode),
+            authoritative: false,
+            truncated: false,
+            recursion_available: false,
+            authentic_data: false,
+            answer: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+            edns_options: Vec::new(),
+        }
+    }
+
+    /// The 4-bit header part of the rcode.
+    pub fn header_rcode(&self) -> Rcode {
+        self.rcode.rcode()
+    }
+
+    /// Encodes the response to `query` in at most `limit` bytes (at least 512).
+    pub fn encode(&self, query: &Query, limit: usize) -> Vec<u8> {
+        let limit = limit.max(usize::from(crate::MIN_UDP_PAYLOAD));
+        let mut cut = Cut {
+            answer: usize::MAX,
+            authority: usize::MAX,
+            additional: usize::MAX,
+            truncated: self.truncated,
+        };
+        let mut with_options = true;
+        loop {
+            match self.try_encode(query, limit, cut, with_options) {
+                Ok(bytes) => return bytes,
+                Err((Section::Answer, rrset)) => {
+                    cut = Cut {
+                        answer: rrset,
+                        authority: 0,
+                        additional: 0,
+                        truncated: true,
+                    }
+                }
+                Err((Section::Authority, rrset)) => {
+                    cut.authority = rrset;
+                    cut.additional = 0;
+                    cut.truncated = true;
+                }
+                Err((Section::Additional, rrset)) if rrset < cut.additional => {
+                    cut.additional = rrset
+                }
+                // The question and OPT alone overflow: send OPT without options.
+                Err(_) => with_options = false,
+            }
+        }
+    }
+
+    fn try_encode(
+        &self,
+        query: &Query,
+        limit: usize,
+        cut: Cut,
+        with_options: bool,
+    ) -> Result<Vec<u8>, (Section, usize)> {
+        let options: &[EdnsOption] = if with_options {
+            &self.edns_options
+        } else {
+            &[]
+        };
+        let opt_len = match &query.edns {
+            Some(_) => 11 + options.iter().map(|o| 4 + o.data.len()).sum::<usize>(),
+            None => 0,
+        };
+        let (rcode, ext_rcode_fits) = match (self.rcode.is_ext(), query.edns.is_some()) {
+            (true, false) => (OptRcode::SERVFAIL, false),
+            _ => (self.rcode, true),
+        };
+        debug_assert!(ext_rcode_fits || !self.rcode.is_ext());
+
+        let mut builder = Builder::from_target(StaticCompressor::new(Vec::with_capacity(512)))
+            .expect("a Vec always has room for a header");
+        let header = builder.header_mut();
+        header.set_id(query.id);
+        header.set_qr(true);
+        header.set_opcode(query.opcode);
+        header.set_aa(self.authoritative);
+        header.set_tc(cut.truncated);
+        header.set_rd(query.rd);
+        header.set_ra(self.recursion_available);
+        header.set_ad(self.authentic_data);
+        header.set_cd(query.cd);
+        header.set_rcode(rcode.rcode());
+        builder.set_push_limit(limit.saturating_sub(opt_len));
+
+        let mut question = builder.question();
+        if question
+            .push((&query.qname, query.qtype, query.qclass))
+            .is_err()
+        {
+            return Err((Section::Answer, 0));
+        }
+        let mut answer = question.answer();
+        push_rrsets(&self.answer, cut.answer, Section::Answer, |r| {
+            answer.push(r)
+        })?;
+        let mut authority = answer.authority();
+        push_rrsets(&self.authority, cut.authority, Section::Authority, |r| {
+            authority.push(r)
+        })?;
+        let mut additional = authority.additional();
+        push_rrsets(&self.additional, cut.additional, Section::Additional, |r| {
+            additional.push(r)
+        })?;
+        if let Some(edns) = &query.edns {
+            additional.as_builder_mut().clear_push_limit();
+            additional
+                .opt(|opt| {
+                    opt.set_udp_payload_size(DEFAULT_UDP_PAYLOAD);
+                    opt.set_rcode(rcode);
+                    opt.set_dnssec_ok(edns.dnssec_ok);
+                    for option in options {
+                        opt.push_raw_option(
+                            option.code.into(),
+                            option.data.len() as u16,
+                            |target| target.append_slice(&option.data),
+                        )?;
+                    }
+                    Ok(())
+                })
+                .map_err(|_| (Section::Additional, usize::MAX))?;
+        }
+        Ok(additional.finish().into_target())
+    }
+
+    /// Reads a response received from a server (upstreams, tests).
+    pub fn parse(bytes: &[u8]) -> Result<ReceivedResponse, ResponseParseError> {
+        let bytes = Bytes::copy_from_slice(bytes);
+        let msg = Message::from_octets(bytes).map_err(|_| ResponseParseError("short header"))?;
+        let header = msg.header();
+        if !header.qr() {
+            return Err(ResponseParseError("QR bit not set"));
+        }
+        let mut question = None;
+        let mut questions = msg.question();
+        for item in &mut questions {
+            let item = item.map_err(|_| ResponseParseError("bad question"))?;
+            question.get_or_insert((item.qname().to_bytes(), item.qtype(), item.qclass()));
+        }
+        let mut response = Response::new(header.rcode());
+        response.authoritative = header.aa();
+        response.truncated = header.tc();
+        response.recursion_available = header.ra();
+        response.authentic_data = header.ad();
+        let mut edns = None;
+        let mut section = questions
+            .answer()
+            .map_err(|_| ResponseParseError("bad question"))?;
+        for index in 0..3 {
+            for record in &mut section {
+                let record = record.map_err(|_| ResponseParseError("bad record"))?;
+                if record.rtype() == Rtype::OPT {
+                    let data = record
+                        .to_record::<UnknownRecordData<Bytes>>()
+                        .ok()
+                        .flatten()
+                        .ok_or(ResponseParseError("bad OPT record"))?;
+                    let flags = record.ttl().as_secs();
+                    let options = Edns::parse_options(data.data().data().as_ref())
+                        .ok_or(ResponseParseError("bad EDNS option"))?;
+                    response.rcode = OptRcode::from_parts(header.rcode(), (flags >> 24) as u8);
+                    edns = Some(Edns {
+                        udp_payload_size: record.class().to_int(),
+                        version: (flags >> 16) as u8,
+                        dnssec_ok: flags & 0x8000 != 0,
+                        options,
+                    });
+                    continue;
+                }
+                let parsed: domain::base::Record<
+                    ParsedName<Bytes>,
+                    ZoneRecordData<Bytes, ParsedName<Bytes>>,
+                > = record
+                    .to_record()
+                    .ok()
+                    .flatten()
+                    .ok_or(ResponseParseError("bad record data"))?;
+                let owned: Record = parsed.flatten_into();
+                match index {
+                    0 => response.answer.push(owned),
+                    1 => response.authority.push(owned),
+                    _ => response.additional.push(owned),
+                }
+            }
+            match section.next_section() {
+                Ok(Some(next)) => section = next,
+                Ok(None) => break,
+                Err(_) => return Err(ResponseParseError("bad record")),
+            }
+        }
+        response.edns_options = edns.as_ref().map(|e| e.options.clone()).unwrap_or_default();
+        Ok(ReceivedResponse {
+            id: header.id(),
+            opcode: header.opcode(),
+            rd: header.rd(),
+            cd: header.cd(),
+            question,
+            edns,
+            response,
+        })
+    }
+}
+
+/// Pushes the first `max_rrsets` RRsets of `records`; on overflow names the
+/// RRset that did not fit.
+fn push_rrsets(
+    records: &[Record],
+    max_rrsets: usize,
+    section: Section,
+    mut push: impl FnMut(&Record) -> Result<(), PushError>,
+) -> Result<(), (Section, usize)> {
+    let mut rrset = 0;
+    for (index, record) in records.iter().enumerate() {
+        if index > 0 && !same_rrset(&records[index - 1], record) {
+            rrset += 1;
+        }
+        if rrset >= max_rrsets {
+            break;
+        }
+        if push(record).is_err() {
+            return Err((section, rrset));
+        }
+    }
+    Ok(())
+}
+
+fn same_rrset(a: &Record, b: &Record) -> bool {
+    a.rtype() == b.rtype() && a.class() == b.class() && a.owner().name_eq(b.owner())
+}
+
+/// A header-only (plus question, when readable) error response to a malformed query.
+pub fn encode_error(query: &MalformedQuery, rcode: Rcode) -> Vec<u8> {
+    let mut builder = MessageBuilder::new_vec();
+    let header = builder.header_mut();
+    header.set_id(query.id);
+    header.set_qr(true);
+    header.set_opcode(query.opcode);
+    header.set_rd(query.rd);
+    header.set_cd(query.cd);
+    header.set_rcode(rcode);
+    let mut question = builder.question();
+    if let Some(q) = &query.question {
+        let _ = question.push((&q.0, q.1, q.2));
+    }
+    question.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{RecordData, Ttl, name_from_str};
+    use domain::rdata::{A, Txt};
+    use std::net::Ipv4Addr;
+
+    fn query(edns_size: Option<u16>) -> Query {
+        let edns = edns_size.map(|size| Edns {
+            udp_payload_size: size,
+            version: 0,
+            dnssec_ok: false,
+            options: vec![],
+        });
+        let bytes = Query::build(
+            7,
+            &name_from_str("Big.Example").unwrap(),
+            Rtype::TXT,
+            Class::IN,
+            edns.as_ref(),
+        );
+        Query::parse(bytes.into()).unwrap()
+    }
+
+    fn txt(owner: &str, size: usize) -> Record {
+        let text = vec![b'x'; size];
+        Record::new(
+            name_from_str(owner).unwrap(),
+            Class::IN,
+            Ttl::from_secs(60),
+            RecordData::Txt(Txt::build_from_slice(&text).unwrap()),
+        )
+    }
+
+    fn a(owner: &str, last: u8) -> Record {
+        Record::new(
+            name_from_str(owner).unwrap(),
+            Class::IN,
+            Ttl::from_secs(60),
+            RecordData::A(A::new(Ipv4Addr::new(192, 0, 2, last))),
+        )
+    }
+
+    #[test]
+    fn echoes_id_question_case_and_flags() {
+        let q = query(None);
+        let mut response = Response::new(Rcode::NOERROR);
+        response.authoritative = true;
+        response.answer.push(txt("big.example", 10));
+        let got = Response::parse(&response.encode(&q, 512)).unwrap();
+        assert_eq!(got.id, 7);
+        assert!(got.rd);
+        assert_eq!(got.question.unwrap().0.to_string(), "Big.Example");
+        assert!(got.response.authoritative);
+        assert_eq!(got.response.answer.len(), 1);
+        assert!(got.edns.is_none());
+    }
+
+    #[test]
+    fn oversized_answer_is_cut_at_an_rrset_boundary_with_tc() {
+        let q = query(None);
+        let mut response = Response::new(Rcode::NOERROR);
+        response.answer.push(a("a.example", 1));
+        response.answer.push(a("a.example", 2));
+        for _ in 0..4 {
+            response.answer.push(txt("big.example", 200));
+        }
+        response.additional.push(a("c.example", 3));
+        let bytes = response.encode(&q, 512);
+        assert!(bytes.len() <= 512);
+        let got = Response::parse(&bytes).unwrap().response;
+        assert!(got.truncated);
+        assert_eq!(
+            got.answer.len(),
+            2,
+            "the A RRset fits, the TXT RRset does not"
+        );
+        assert!(got.additional.is_empty());
+    }
+
+    #[test]
+    fn additional_that_does_not_fit_is_dropped_without_tc() {
+        let q = query(None);
+        let mut response = Response::new(Rcode::NOERROR);
+        response.answer.push(txt("big.example", 200));
+        response.additional.push(txt("more.example", 250));
+        response.additional.push(txt("more.example", 250));
+        let got = Response::parse(&response.encode(&q, 512)).unwrap().response;
+        assert!(!got.truncated);
+        assert_eq!(got.answer.len(), 1);
+        assert!(got.additional.is_empty());
+    }
+
+    #[test]
+    fn opt_survives_truncation_and_limit_follows_edns_size() {
+        let q = query(Some(1232));
+        let mut response = Response::new(Rcode::NOERROR);
+        for i in 0..10 {
+            response.answer.push(txt(&format!("t{i}.example"), 200));
+        }
+        let bytes = response.encode(&q, usize::from(q.udp_limit()));
+        assert!(bytes.len() <= 1232 && bytes.len() > 512);
+        let got = Response::parse(&bytes).unwrap();
+        assert!(got.response.truncated);
+        assert_eq!(
+            got.response.answer.len(),
+            5,
+            "five 200-byte RRsets fit in 1232"
+        );
+        assert_eq!(got.edns.unwrap().udp_payload_size, DEFAULT_UDP_PAYLOAD);
+    }
+
+    #[test]
+    fn extended_rcode_goes_into_opt() {
+        let q = query(Some(1232));
+        let mut response = Response::new(Rcode::NOERROR);
+        response.rcode = OptRcode::BADVERS;
+        let got = Response::parse(&response.encode(&q, 512)).unwrap();
+        assert_eq!(got.response.rcode, OptRcode::BADVERS);
+    }
+
+    #[test]
+    fn error_for_malformed_query_echoes_header() {
+        let m = MalformedQuery {
+            id: 99,
+            opcode: Opcode::QUERY,
+            rd: true,
+            cd: false,
+            question: None,
+            reason: "test",
+        };
+        let got = Response::parse(&encode_error(&m, Rcode::FORMERR)).unwrap();
+        assert_eq!(got.id, 99);
+        assert_eq!(got.response.rcode, OptRcode::FORMERR);
+        assert!(got.question.is_none());
+    }
+}

@@ -1,0 +1,302 @@
+//! The plugin API: handlers in a chain, their setup, and lifecycle hooks.
+//!
+//! As in CoreDNS, each plugin is a [`Handler`] that either answers, or passes
+//! the request on with [`Next::serve`] (and may then look at or change the
+//! answer on its way back). The order of the chain is the order of the
+//! plugin list the binary hands to [`crate::config::build`], never the order
+//! of directives in the Corefile.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use oxidns_proto::{Class, Name, Query, Rcode, Response, Rtype};
+
+use crate::config::BlockSettings;
+use crate::corefile::key::parse_key;
+use crate::corefile::{ConfigError, Directive, Token};
+
+/// What a handler returns: the response, or an error that becomes SERVFAIL.
+pub type HandlerFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Response, PluginError>> + Send + 'a>>;
+
+/// A boxed future for lifecycle hooks.
+pub type HookFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One plugin's query handler.
+pub trait Handler: Send + Sync + 'static {
+    /// The plugin's name, as in the Corefile.
+    fn name(&self) -> &'static str;
+
+    /// Answers `request`, or calls `next.serve(request)` to pass it on.
+    fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a>;
+}
+
+/// The rest of the chain after the running handler.
+#[derive(Clone, Copy)]
+pub struct Next<'a> {
+    chain: &'a [Arc<dyn Handler>],
+}
+
+impl<'a> Next<'a> {
+    pub(crate) fn new(chain: &'a [Arc<dyn Handler>]) -> Self {
+        Next { chain }
+    }
+
+    /// Runs the next handler; with none left, fails as CoreDNS does (SERVFAIL).
+    pub fn serve<'r>(self, request: &'r mut Request) -> HandlerFuture<'r>
+    where
+        'a: 'r,
+    {
+        match self.chain.split_first() {
+            Some((first, rest)) => first.serve(request, Next { chain: rest }),
+            None => Box::pin(std::future::ready(Err(PluginError::new(
+                "chain",
+                "no next plugin found",
+            )))),
+        }
+    }
+
+    /// Whether any handler follows.
+    pub fn is_empty(&self) -> bool {
+        self.chain.is_empty()
+    }
+}
+
+/// A plugin's failure to answer; the client gets SERVFAIL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginError {
+    pub plugin: &'static str,
+    pub message: String,
+}
+
+impl PluginError {
+    pub fn new(plugin: &'static str, message: impl Into<String>) -> Self {
+        PluginError {
+            plugin,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PluginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "plugin/{}: {}", self.plugin, self.message)
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+/// How the query arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+    Https,
+    Quic,
+    Grpc,
+}
+
+impl Transport {
+    /// As CoreDNS names it in logs and metrics ("udp", "tcp", …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Https => "https",
+            Transport::Quic => "quic",
+            Transport::Grpc => "grpc",
+        }
+    }
+}
+
+/// Values plugins share about one request (CoreDNS's `metadata`), keyed `plugin/name`.
+#[derive(Clone, Debug, Default)]
+pub struct Metadata {
+    entries: Vec<(String, String)>,
+}
+
+impl Metadata {
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        let value = value.into();
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.entries.push((key, value)),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A query on its way through a server block's chain.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub query: Query,
+    /// The client's address (IPv4-mapped IPv6 addresses are shown as IPv4).
+    pub client: SocketAddr,
+    /// The address and port the query arrived on.
+    pub local: SocketAddr,
+    pub transport: Transport,
+    /// The server block zone that matched the question.
+    pub zone: Name,
+    pub metadata: Metadata,
+    pub received: Instant,
+}
+
+impl Request {
+    pub fn new(
+        query: Query,
+        client: SocketAddr,
+        local: SocketAddr,
+        transport: Transport,
+        zone: Name,
+    ) -> Self {
+        Request {
+            query,
+            client: canonical(client),
+            local: canonical(local),
+            transport,
+            zone,
+            metadata: Metadata::default(),
+            received: Instant::now(),
+        }
+    }
+
+    pub fn qname(&self) -> &Name {
+        &self.query.qname
+    }
+
+    pub fn qtype(&self) -> Rtype {
+        self.query.qtype
+    }
+
+    pub fn qclass(&self) -> Class {
+        self.query.qclass
+    }
+
+    /// The size of the query as received, in bytes.
+    pub fn size(&self) -> usize {
+        self.query.message.len()
+    }
+
+    /// An empty response with this rcode.
+    pub fn reply(&self, rcode: Rcode) -> Response {
+        Response::new(rcode)
+    }
+
+    /// The largest response this request may get on its transport.
+    pub fn response_limit(&self) -> usize {
+        match self.transport {
+            Transport::Udp => usize::from(self.query.udp_limit()),
+            _ => usize::from(u16::MAX),
+        }
+    }
+}
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// Start-up, shutdown and readiness of a plugin instance.
+pub trait Lifecycle: Send + Sync + 'static {
+    /// Runs before the server listens; an error stops the start (or the reload).
+    fn startup(&self) -> HookFuture<'_, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Runs after the server stopped listening (or after a reload replaced this config).
+    fn shutdown(&self) -> HookFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Whether the plugin is ready to serve (zones loaded, caches synced …), for `ready`.
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+/// A plugin as the binary registers it.
+#[derive(Clone, Copy)]
+pub struct PluginEntry {
+    pub name: &'static str,
+    pub setup: fn(&mut Setup<'_>) -> Result<(), ConfigError>,
+}
+
+/// What a plugin's setup gets: its directives in one server block, and the block.
+pub struct Setup<'a> {
+    pub(crate) name: &'static str,
+    pub(crate) directives: &'a [Directive],
+    pub(crate) block: &'a mut BlockSettings,
+}
+
+impl Setup<'_> {
+    /// Every occurrence of this plugin's directive in the block, in order.
+    pub fn directives(&self) -> &[Directive] {
+        self.directives
+    }
+
+    /// The one occurrence, for plugins that may appear once per server block.
+    pub fn single(&self) -> Result<&Directive, ConfigError> {
+        match self.directives {
+            [one] => Ok(one),
+            [_, second, ..] => {
+                Err(second.error("this plugin can only be used once per server block"))
+            }
+            [] => unreachable!("setup runs only for directives that are present"),
+        }
+    }
+
+    /// The server block's zones, lower-case, in key order.
+    pub fn zones(&self) -> &[Name] {
+        &self.block.zones
+    }
+
+    /// Zones named in arguments (CIDR allowed), or the block's zones when there are none.
+    pub fn zones_or_block(&self, args: &[Token]) -> Result<Vec<Name>, ConfigError> {
+        if args.is_empty() {
+            return Ok(self.block.zones.clone());
+        }
+        let mut zones = Vec::new();
+        for arg in args {
+            let key = parse_key(arg, 53)?;
+            zones.extend(key.zones);
+        }
+        Ok(zones)
+    }
+
+    /// The server block's settings, for plugins that configure the server itself.
+    pub fn settings(&mut self) -> &mut BlockSettings {
+        self.block
+    }
+
+    /// Appends this plugin's handler to the block's chain.
+    pub fn add_handler(&mut self, handler: Arc<dyn Handler>) {
+        self.block.handlers.push(handler);
+    }
+
+    /// Registers start-up, shutdown and readiness hooks.
+    pub fn add_lifecycle(&mut self, lifecycle: Arc<dyn Lifecycle>) {
+        self.block.lifecycles.push((self.name, lifecycle));
+    }
+
+    /// A path from the Corefile, made absolute against the `root` directive.
+    pub fn resolve_path(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.block.root.join(path)
+        }
+    }
+}

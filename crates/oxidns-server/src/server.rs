@@ -1,0 +1,395 @@
+//! Listeners and the way of a query: receive, validate, route, run the chain, send.
+//!
+//! - UDP: one socket per address and port; each datagram is answered in its
+//!   own task, so a slow upstream never holds up other clients. Beyond
+//!   [`Limits::max_udp_in_flight`] datagrams are shed (dropped), so a flood
+//!   cannot queue without bound.
+//! - TCP (RFC 7766): length-prefixed messages; pipelined queries are answered
+//!   as they complete, out of order (§6.2.1.1); a connection is closed when idle
+//!   (§6.2.3) or when a started message stalls; connections in total and
+//!   queries in flight per connection are bounded.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use oxidns_proto::{Opcode, OptRcode, Query, QueryError, Rcode, Response, encode_error};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Block, Config, ZoneRouter};
+use crate::plugin::{Next, Request, Transport};
+
+/// Bounds on what clients can make the server hold.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// UDP queries being answered at once; more are dropped.
+    pub max_udp_in_flight: usize,
+    /// Open TCP connections; more are closed at once.
+    pub max_tcp_connections: usize,
+    /// Queries in flight on one TCP connection; reading pauses beyond it.
+    pub max_tcp_in_flight: usize,
+    /// A TCP connection with no new query for this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// A TCP message must arrive in full within this time once started.
+    pub tcp_read_timeout: Duration,
+    /// A response that cannot be written within this time ends the connection.
+    pub tcp_write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_udp_in_flight: 10_000,
+            max_tcp_connections: 1_000,
+            max_tcp_in_flight: 64,
+            tcp_idle_timeout: Duration::from_secs(10),
+            tcp_read_timeout: Duration::from_secs(5),
+            tcp_write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Answers one received message; `None` means send nothing.
+pub async fn answer(
+    router: &ZoneRouter,
+    message: Bytes,
+    client: SocketAddr,
+    local: SocketAddr,
+    transport: Transport,
+) -> Option<Vec<u8>> {
+    let query = match Query::parse(message) {
+        Ok(query) => query,
+        Err(QueryError::Drop) => return None,
+        Err(QueryError::FormErr(malformed)) => {
+            tracing::debug!("FORMERR to {client}: {}", malformed.reason);
+            return Some(encode_error(&malformed, Rcode::FORMERR));
+        }
+    };
+    let limit = match transport {
+        Transport::Udp => usize::from(query.udp_limit()),
+        _ => usize::from(u16::MAX),
+    };
+    // RFC 6891 §6.1.3: an unknown EDNS version gets BADVERS, with our version (0).
+    if query.edns.as_ref().is_some_and(|e| e.version > 0) {
+        let mut response = Response::new(Rcode::NOERROR);
+        response.rcode = OptRcode::BADVERS;
+        return Some(response.encode(&query, limit));
+    }
+    if query.opcode != Opcode::QUERY {
+        return Some(Response::new(Rcode::NOTIMP).encode(&query, limit));
+    }
+    let Some((zone, block)) = router.route(&query.qname) else {
+        return Some(Response::new(Rcode::REFUSED).encode(&query, limit));
+    };
+    if block.chain.is_empty() {
+        return Some(Response::new(Rcode::REFUSED).encode(&query, limit));
+    }
+    let mut request = Request::new(query, client, local, transport, zone.clone());
+    let response = run_chain(block, &mut request).await;
+    Some(response.encode(&request.query, request.response_limit()))
+}
+
+/// Runs a block's chain; errors and (unless `debug`) panics become SERVFAIL.
+async fn run_chain(block: &Block, request: &mut Request) -> Response {
+    let chain = Next::new(&block.chain);
+    let result = if block.debug {
+        chain.serve(request).await
+    } else {
+        match AssertUnwindSafe(chain.serve(request)).catch_unwind().await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::error!("recovered from a panic while answering; sent SERVFAIL");
+                return Response::new(Rcode::SERVFAIL);
+            }
+        }
+    };
+    result.unwrap_or_else(|error| {
+        tracing::debug!("{error}");
+        Response::new(Rcode::SERVFAIL)
+    })
+}
+
+/// A running server: its listeners, and the tasks answering queries.
+pub struct Server {
+    local_addrs: Vec<SocketAddr>,
+    routers: Vec<Arc<ArcSwap<ZoneRouter>>>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    config: Arc<Config>,
+}
+
+impl Server {
+    /// Runs every plugin's start-up hook, then opens every listener.
+    pub async fn start(config: Config, limits: Limits) -> io::Result<Server> {
+        for (name, lifecycle) in config.lifecycles() {
+            lifecycle
+                .startup()
+                .await
+                .map_err(|e| io::Error::other(format!("plugin/{name}: {e}")))?;
+        }
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let limits = Arc::new(limits);
+        let tcp_connections = Arc::new(Semaphore::new(limits.max_tcp_connections));
+        let mut local_addrs = Vec::new();
+        let mut routers = Vec::new();
+        for spec in &config.listeners {
+            let router = Arc::new(ArcSwap::new(spec.router.clone()));
+            let (udp, tcp) = bind_pair(spec.addr)?;
+            local_addrs.push(udp.local_addr()?);
+            tracker.spawn(serve_udp(
+                Arc::new(udp),
+                router.clone(),
+                limits.clone(),
+                cancel.clone(),
+                tracker.clone(),
+            ));
+            tracker.spawn(serve_tcp(
+                tcp,
+                router.clone(),
+                limits.clone(),
+                tcp_connections.clone(),
+                cancel.clone(),
+                tracker.clone(),
+            ));
+            routers.push(router);
+        }
+        Ok(Server {
+            local_addrs,
+            routers,
+            cancel,
+            tracker,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The bound address of each listener (UDP and TCP share it), in config order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// The configuration being served.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Stops listening, lets queries in flight finish (up to `grace`), then
+    /// runs the plugins' shutdown hooks.
+    pub async fn shutdown(self, grace: Duration) {
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: queries still in flight after {grace:?}");
+        }
+        drop(self.routers);
+        for (_, lifecycle) in self.config.lifecycles() {
+            lifecycle.shutdown().await;
+        }
+    }
+}
+
+/// Binds UDP and TCP on one address; port 0 picks a port free for both.
+/// The unspecified IPv6 address listens dual-stack, or falls back to IPv4.
+fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    let mut last_error = None;
+    for _ in 0..16 {
+        let udp = match bind_udp(addr) {
+            Ok(socket) => socket,
+            Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
+                tracing::debug!("IPv6 unavailable ({e}); listening on IPv4 only");
+                bind_udp(SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    addr.port(),
+                ))?
+            }
+            Err(e) => return Err(with_addr(e, addr)),
+        };
+        let bound = udp.local_addr()?;
+        match bind_tcp(bound) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            // Another socket holds this TCP port: with port 0, try another.
+            Err(e) if addr.port() == 0 => last_error = Some(e),
+            Err(e) => return Err(with_addr(e, bound)),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| io::Error::other("no free port")))
+}
+
+fn with_addr(error: io::Error, addr: SocketAddr) -> io::Error {
+    io::Error::new(error.kind(), format!("listen on {addr}: {error}"))
+}
+
+fn new_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(!addr.ip().is_unspecified())?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
+    UdpSocket::from_std(socket.into())
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = new_socket(addr, Type::STREAM, Protocol::TCP)?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+async fn serve_udp(
+    socket: Arc<UdpSocket>,
+    router: Arc<ArcSwap<ZoneRouter>>,
+    limits: Arc<Limits>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let local = socket.local_addr().expect("a bound socket has an address");
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (len, client) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                // ICMP errors from earlier sends surface here on Linux; keep serving.
+                Err(e) => {
+                    tracing::debug!("udp receive on {local}: {e}");
+                    continue;
+                }
+            },
+        };
+        if in_flight.load(Ordering::Relaxed) >= limits.max_udp_in_flight {
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let message = Bytes::copy_from_slice(&buf[..len]);
+        let socket = socket.clone();
+        let router = router.load_full();
+        let in_flight = in_flight.clone();
+        tracker.spawn(async move {
+            if let Some(response) = answer(&router, message, client, local, Transport::Udp).await
+                && let Err(e) = socket.send_to(&response, client).await
+            {
+                tracing::debug!("udp send to {client}: {e}");
+            }
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+async fn serve_tcp(
+    listener: TcpListener,
+    router: Arc<ArcSwap<ZoneRouter>>,
+    limits: Arc<Limits>,
+    connections: Arc<Semaphore>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let (stream, client) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::debug!("tcp accept: {e}");
+                    // Out of file descriptors, most likely: let some close.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!("tcp connection from {client} refused: too many connections");
+            continue;
+        };
+        let router = router.clone();
+        let limits = limits.clone();
+        let cancel = cancel.clone();
+        let inner_tracker = tracker.clone();
+        tracker.spawn(async move {
+            serve_tcp_connection(stream, client, router, limits, cancel, inner_tracker).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_tcp_connection(
+    stream: TcpStream,
+    client: SocketAddr,
+    router: Arc<ArcSwap<ZoneRouter>>,
+    limits: Arc<Limits>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (responses, mut outbox) = mpsc::channel::<Vec<u8>>(limits.max_tcp_in_flight);
+    let write_timeout = limits.tcp_write_timeout;
+    let writer_task = tracker.spawn(async move {
+        let mut frame = Vec::with_capacity(512);
+        while let Some(response) = outbox.recv().await {
+            frame.clear();
+            frame.extend_from_slice(&(response.len() as u16).to_be_bytes());
+            frame.extend_from_slice(&response);
+            match tokio::time::timeout(write_timeout, writer.write_all(&frame)).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let in_flight = Arc::new(Semaphore::new(limits.max_tcp_in_flight));
+    loop {
+        let mut prefix = [0u8; 2];
+        let read = tokio::select! {
+            _ = cancel.cancelled() => break,
+            read = tokio::time::timeout(limits.tcp_idle_timeout, reader.read_exact(&mut prefix)) => read,
+        };
+        if !matches!(read, Ok(Ok(_))) {
+            break;
+        }
+        let len = usize::from(u16::from_be_bytes(prefix));
+        let mut message = vec![0u8; len];
+        match tokio::time::timeout(limits.tcp_read_timeout, reader.read_exact(&mut message)).await {
+            Ok(Ok(_)) => {}
+            _ => break,
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let router = router.load_full();
+        let responses = responses.clone();
+        tracker.spawn(async move {
+            if let Some(response) =
+                answer(&router, message.into(), client, local, Transport::Tcp).await
+            {
+                let _ = responses.send(response).await;
+            }
+            drop(permit);
+        });
+    }
+    drop(responses);
+    let _ = writer_task.await;
+}
