@@ -139,8 +139,10 @@ impl Metadata {
     }
 }
 
+/// Called once the response to a request has been encoded, with its wire form.
+pub type WriteObserver = Box<dyn FnOnce(&Request, &Response, &[u8]) + Send>;
+
 /// A query on its way through a server block's chain.
-#[derive(Clone, Debug)]
 pub struct Request {
     pub query: Query,
     /// The client's address (IPv4-mapped IPv6 addresses are shown as IPv4).
@@ -152,6 +154,18 @@ pub struct Request {
     pub zone: Name,
     pub metadata: Metadata,
     pub received: Instant,
+    observers: Vec<WriteObserver>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("query", &self.query)
+            .field("client", &self.client)
+            .field("transport", &self.transport)
+            .field("zone", &self.zone)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Request {
@@ -170,7 +184,26 @@ impl Request {
             zone,
             metadata: Metadata::default(),
             received: Instant::now(),
+            observers: Vec::new(),
         }
+    }
+
+    /// Asks to see the response as it is sent: its final rcode, flags and
+    /// size, after every plugin has had its say (for `log` and metrics).
+    pub fn on_written(
+        &mut self,
+        observer: impl FnOnce(&Request, &Response, &[u8]) + Send + 'static,
+    ) {
+        self.observers.push(Box::new(observer));
+    }
+
+    /// Encodes the response for this request and tells the observers.
+    pub fn finish(mut self, response: &Response) -> Vec<u8> {
+        let wire = response.encode(&self.query, self.response_limit());
+        for observer in std::mem::take(&mut self.observers) {
+            observer(&self, response, &wire);
+        }
+        wire
     }
 
     pub fn qname(&self) -> &Name {

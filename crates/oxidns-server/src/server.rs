@@ -97,7 +97,7 @@ pub async fn answer(
     }
     let mut request = Request::new(query, client, local, transport, zone.clone());
     let response = run_chain(block, &mut request).await;
-    Some(response.encode(&request.query, request.response_limit()))
+    Some(request.finish(&response))
 }
 
 /// Runs a block's chain; errors and (unless `debug`) panics become SERVFAIL.

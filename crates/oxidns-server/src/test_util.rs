@@ -95,3 +95,13 @@ pub fn config_error(corefile: &str, plugins: &[PluginEntry]) -> String {
 pub async fn serve_config(config: &Config, request: &mut Request) -> Result<Response, PluginError> {
     serve_chain(&config.blocks[0].chain, request).await
 }
+
+/// Runs `request` through the config's first block as the server does:
+/// a chain error becomes SERVFAIL, and write observers see the encoded response.
+pub async fn serve_and_finish(config: &Config, mut request: Request) -> (Response, Vec<u8>) {
+    let response = serve_config(config, &mut request)
+        .await
+        .unwrap_or_else(|_| Response::new(oxidns_proto::Rcode::SERVFAIL));
+    let wire = request.finish(&response);
+    (response, wire)
+}
