@@ -244,8 +244,13 @@ fn new_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<So
     Ok(socket)
 }
 
+/// Receive buffer asked for on UDP sockets, so bursts queue rather than drop
+/// (the kernel caps it at net.core.rmem_max).
+const UDP_RECEIVE_BUFFER: usize = 8 << 20;
+
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
+    let _ = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
     UdpSocket::from_std(socket.into())
 }
 

@@ -3,7 +3,8 @@
 
 mod cli;
 mod log_format;
-mod plugins;
+
+use oxidns::plugins;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

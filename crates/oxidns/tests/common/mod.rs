@@ -1,0 +1,300 @@
+//! Black-box test support: run the real `oxidns` binary on a Corefile and
+//! talk to it over loopback UDP and TCP.
+
+#![allow(dead_code, unused_imports)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use oxidns_proto::{
+    Class, Edns, EdnsOption, OptRcode, Query, ReceivedResponse, Response, Rtype, name_from_str,
+};
+
+/// How long a test waits for one answer.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A scratch directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("oxidns-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write temp file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_oxidns")
+}
+
+/// An `oxidns` process serving a Corefile whose keys use port 0; the kernel's
+/// choice is read from the start-up banner.
+pub struct Oxidns {
+    pub child: Child,
+    pub port: u16,
+    pub dir: TempDir,
+    pub output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Oxidns {
+    /// Starts `oxidns -conf Corefile` in a fresh directory.
+    pub fn start(corefile: &str) -> Oxidns {
+        Self::start_with(corefile, &[])
+    }
+
+    pub fn start_with(corefile: &str, extra_args: &[&str]) -> Oxidns {
+        let dir = TempDir::new("server");
+        let conf = dir.write("Corefile", corefile);
+        let mut child = Command::new(binary())
+            .arg("-conf")
+            .arg(&conf)
+            .args(extra_args)
+            .current_dir(&dir.0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start oxidns");
+        let stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut port_tx = Some(port_tx);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(tx) = &port_tx {
+                    if let Some(port) = line.rsplit(':').next().and_then(|p| p.parse::<u16>().ok())
+                    {
+                        let _ = tx.send(port);
+                        port_tx = None;
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let port = match port_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                let mut err = String::new();
+                let _ = stderr.read_to_string(&mut err);
+                panic!("oxidns did not start: {err}");
+            }
+        };
+        Oxidns {
+            child,
+            port,
+            dir,
+            output,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn addr_v6(&self) -> SocketAddr {
+        format!("[::1]:{}", self.port).parse().unwrap()
+    }
+
+    /// Lines the server printed so far.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits until some printed line contains `needle`.
+    pub fn wait_for_output(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.output().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on the PID of a child this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "oxidns did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Oxidns {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A query message: RD set, ID 0x4242 unless changed by the caller.
+pub fn query(qname: &str, qtype: Rtype) -> Vec<u8> {
+    Query::build(
+        0x4242,
+        &name_from_str(qname).unwrap(),
+        qtype,
+        Class::IN,
+        None,
+    )
+}
+
+pub fn query_class(qname: &str, qtype: Rtype, qclass: Class) -> Vec<u8> {
+    Query::build(0x4242, &name_from_str(qname).unwrap(), qtype, qclass, None)
+}
+
+pub fn query_edns(qname: &str, qtype: Rtype, edns: Edns) -> Vec<u8> {
+    Query::build(
+        0x4242,
+        &name_from_str(qname).unwrap(),
+        qtype,
+        Class::IN,
+        Some(&edns),
+    )
+}
+
+pub fn edns(size: u16) -> Edns {
+    Edns {
+        udp_payload_size: size,
+        version: 0,
+        dnssec_ok: false,
+        options: Vec::new(),
+    }
+}
+
+/// Sends raw bytes over UDP; `None` if nothing came back in time.
+pub fn udp_raw(addr: SocketAddr, message: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    }
+    .parse()
+    .unwrap();
+    let socket = UdpSocket::bind(bind).expect("bind client socket");
+    socket.set_read_timeout(Some(wait)).unwrap();
+    socket.send_to(message, addr).expect("send");
+    let mut buf = vec![0u8; 65_535];
+    match socket.recv_from(&mut buf) {
+        Ok((len, _)) => Some(buf[..len].to_vec()),
+        Err(_) => None,
+    }
+}
+
+/// Sends a query over UDP and parses the answer.
+pub fn udp(addr: SocketAddr, message: &[u8]) -> ReceivedResponse {
+    let bytes = udp_raw(addr, message, ANSWER_TIMEOUT).expect("an answer over UDP");
+    Response::parse(&bytes).expect("a well-formed response")
+}
+
+/// Like [`udp`], but retries as a real client does (a flood may fill the
+/// server's receive buffer, and UDP drops what does not fit).
+pub fn udp_with_retries(addr: SocketAddr, message: &[u8], tries: usize) -> ReceivedResponse {
+    for _ in 0..tries {
+        if let Some(bytes) = udp_raw(addr, message, Duration::from_secs(1)) {
+            return Response::parse(&bytes).expect("a well-formed response");
+        }
+    }
+    panic!("no answer over UDP after {tries} tries");
+}
+
+/// Opens a TCP connection with a read timeout.
+pub fn tcp_connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, ANSWER_TIMEOUT).expect("connect");
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Writes one length-prefixed message.
+pub fn tcp_send(stream: &mut TcpStream, message: &[u8]) {
+    let mut frame = (message.len() as u16).to_be_bytes().to_vec();
+    frame.extend_from_slice(message);
+    stream.write_all(&frame).expect("tcp write");
+}
+
+/// Reads one length-prefixed message; `None` on close or timeout.
+pub fn tcp_receive(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut prefix = [0u8; 2];
+    stream.read_exact(&mut prefix).ok()?;
+    let mut message = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+    stream.read_exact(&mut message).ok()?;
+    Some(message)
+}
+
+/// One query over a new TCP connection.
+pub fn tcp(addr: SocketAddr, message: &[u8]) -> ReceivedResponse {
+    let mut stream = tcp_connect(addr);
+    tcp_send(&mut stream, message);
+    let bytes = tcp_receive(&mut stream).expect("an answer over TCP");
+    Response::parse(&bytes).expect("a well-formed response")
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Tools tests need: skipped where missing, unless CI demands them.
+pub fn require_tool(program: &str) -> bool {
+    if have(program) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("OXIDNS_REQUIRE_TOOLS").is_none(),
+        "{program} is required (OXIDNS_REQUIRE_TOOLS is set) but not installed"
+    );
+    eprintln!("skipping: {program} is not installed");
+    false
+}
+
+/// Runs a command, returning its stdout and exit status.
+pub fn run(program: &str, args: &[&str], cwd: &Path) -> (String, String, i32) {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        output.status.code().unwrap_or(-1),
+    )
+}
