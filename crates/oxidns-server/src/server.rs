@@ -398,3 +398,241 @@ async fn serve_tcp_connection(
     drop(responses);
     let _ = writer_task.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corefile::ConfigError;
+    use crate::plugin::{Handler, HandlerFuture, PluginEntry, Setup};
+    use crate::test_util::config;
+    use oxidns_proto::{Class, Rtype, name_from_str};
+    use std::net::UdpSocket as StdUdp;
+
+    /// Answers NOERROR after the delay given as its argument (milliseconds).
+    struct Slow(u64);
+
+    impl Handler for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+
+        fn serve<'a>(&'a self, _: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(self.0)).await;
+                Ok(Response::new(Rcode::NOERROR))
+            })
+        }
+    }
+
+    struct Panics;
+
+    impl Handler for Panics {
+        fn name(&self) -> &'static str {
+            "panics"
+        }
+
+        fn serve<'a>(&'a self, _: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
+            Box::pin(async { panic!("a plugin bug") })
+        }
+    }
+
+    fn slow_setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
+        let millis = setup.single()?.args[0].text.parse().unwrap();
+        setup.add_handler(Arc::new(Slow(millis)));
+        Ok(())
+    }
+
+    fn panics_setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
+        setup.add_handler(Arc::new(Panics));
+        Ok(())
+    }
+
+    const TEST_PLUGINS: &[PluginEntry] = &[
+        PluginEntry {
+            name: "slow",
+            setup: slow_setup,
+        },
+        PluginEntry {
+            name: "panics",
+            setup: panics_setup,
+        },
+    ];
+
+    async fn start(corefile: &str, limits: Limits) -> Server {
+        let config = config(corefile, TEST_PLUGINS).unwrap();
+        Server::start(config, limits).await.unwrap()
+    }
+
+    fn message(id: u16) -> Vec<u8> {
+        Query::build(
+            id,
+            &name_from_str("example.org").unwrap(),
+            Rtype::A,
+            Class::IN,
+            None,
+        )
+    }
+
+    fn v4(server: &Server) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], server.local_addrs()[0].port()))
+    }
+
+    async fn udp_exchange(addr: SocketAddr, id: u16, wait: Duration) -> Option<Vec<u8>> {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.send_to(&message(id), addr).await.unwrap();
+        let mut buf = vec![0; 4096];
+        match tokio::time::timeout(wait, socket.recv_from(&mut buf)).await {
+            Ok(Ok((len, _))) => Some(buf[..len].to_vec()),
+            _ => None,
+        }
+    }
+
+    fn rcode(bytes: &[u8]) -> u8 {
+        bytes[3] & 0x0f
+    }
+
+    #[tokio::test]
+    async fn a_panicking_plugin_gets_servfail_and_the_server_goes_on() {
+        let server = start(".:0 {\n panics\n}", Limits::default()).await;
+        for id in 0..3 {
+            let answer = udp_exchange(v4(&server), id, Duration::from_secs(2))
+                .await
+                .unwrap();
+            assert_eq!(rcode(&answer), 2);
+        }
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn a_chain_that_runs_out_of_plugins_gets_servfail() {
+        let config = config(".:0 {\n slow 0\n}", TEST_PLUGINS).unwrap();
+        let block = config.blocks[0].clone();
+        // A chain whose only handler passes on: nothing answers.
+        struct PassOn;
+        impl Handler for PassOn {
+            fn name(&self) -> &'static str {
+                "pass"
+            }
+            fn serve<'a>(&'a self, r: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
+                next.serve(r)
+            }
+        }
+        let chained = Block {
+            keys: block.keys.clone(),
+            zones: block.zones.clone(),
+            listen_addrs: vec![],
+            debug: false,
+            chain: vec![Arc::new(PassOn) as Arc<dyn Handler>].into(),
+            lifecycles: vec![],
+        };
+        let mut request = crate::test_util::request("example.org", Rtype::A);
+        let response = run_chain(&chained, &mut request).await;
+        assert_eq!(response.rcode, OptRcode::SERVFAIL);
+    }
+
+    #[tokio::test]
+    async fn udp_beyond_the_in_flight_limit_is_shed() {
+        let limits = Limits {
+            max_udp_in_flight: 1,
+            ..Limits::default()
+        };
+        let server = start(".:0 {\n slow 400\n}", limits).await;
+        let addr = v4(&server);
+        let first = tokio::spawn(udp_exchange(addr, 1, Duration::from_secs(2)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let second = udp_exchange(addr, 2, Duration::from_millis(600)).await;
+        assert!(
+            first.await.unwrap().is_some(),
+            "the first query is answered"
+        );
+        assert!(
+            second.is_none(),
+            "the second is dropped while the first is in flight"
+        );
+        let third = udp_exchange(addr, 3, Duration::from_secs(2)).await;
+        assert!(third.is_some(), "service resumes once the load is gone");
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn idle_tcp_connections_are_closed() {
+        let limits = Limits {
+            tcp_idle_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let server = start(".:0 {\n slow 0\n}", limits).await;
+        let mut stream = TcpStream::connect(v4(&server)).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0))),
+            "server closed the idle connection"
+        );
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn a_stalled_tcp_message_is_given_up_after_the_read_timeout() {
+        let limits = Limits {
+            tcp_read_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let server = start(".:0 {\n slow 0\n}", limits).await;
+        let mut stream = TcpStream::connect(v4(&server)).await.unwrap();
+        stream.write_all(&[0, 50, 1, 2, 3]).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0))),
+            "server closed the stalled connection"
+        );
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn tcp_connections_beyond_the_limit_are_closed_at_once() {
+        let limits = Limits {
+            max_tcp_connections: 2,
+            ..Limits::default()
+        };
+        let server = start(".:0 {\n slow 0\n}", limits).await;
+        let _a = TcpStream::connect(v4(&server)).await.unwrap();
+        let _b = TcpStream::connect(v4(&server)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut c = TcpStream::connect(v4(&server)).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "third connection closed"
+        );
+        // UDP is unaffected.
+        assert!(
+            udp_exchange(v4(&server), 9, Duration::from_secs(2))
+                .await
+                .is_some()
+        );
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_queries_in_flight_finish() {
+        let server = start(".:0 {\n slow 300\n}", Limits::default()).await;
+        let addr = v4(&server);
+        let pending = tokio::spawn(udp_exchange(addr, 7, Duration::from_secs(3)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        server.shutdown(Duration::from_secs(2)).await;
+        let answer = pending
+            .await
+            .unwrap()
+            .expect("the query in flight was answered");
+        assert_eq!(rcode(&answer), 0);
+        // And nothing listens any more.
+        let probe = StdUdp::bind("127.0.0.1:0").unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        probe.send_to(&message(8), addr).unwrap();
+        assert!(probe.recv_from(&mut [0u8; 512]).is_err());
+    }
+}
