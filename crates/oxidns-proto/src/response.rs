@@ -156,11 +156,12 @@ impl Response {
             Some(_) => 11 + options.iter().map(|o| 4 + o.data.len()).sum::<usize>(),
             None => 0,
         };
-        let (rcode, ext_rcode_fits) = match (self.rcode.is_ext(), query.edns.is_some()) {
-            (true, false) => (OptRcode::SERVFAIL, false),
-            _ => (self.rcode, true),
+        // An extended rcode cannot be said without OPT: SERVFAIL stands in for it.
+        let rcode = if self.rcode.is_ext() && query.edns.is_none() {
+            OptRcode::SERVFAIL
+        } else {
+            self.rcode
         };
-        debug_assert!(ext_rcode_fits || !self.rcode.is_ext());
 
         let mut builder = Builder::from_target(StaticCompressor::new(Vec::with_capacity(512)))
             .expect("a Vec always has room for a header");

@@ -139,10 +139,12 @@ impl Config {
     }
 }
 
+/// Zones by lower-case wire-format name, each with its block.
+type ZoneTable = HashMap<Box<[u8]>, (Name, Arc<Block>)>;
+
 /// Picks the server block for a question: the longest zone that contains it.
 pub struct ZoneRouter {
-    /// Keys are lower-case names in wire format.
-    zones: HashMap<Box<[u8]>, (Name, Arc<Block>)>,
+    zones: ZoneTable,
 }
 
 impl ZoneRouter {
@@ -290,8 +292,10 @@ fn unknown_directive(name: &Token) -> ConfigError {
 /// One listener per address and port; refuses a zone served twice on the same socket.
 fn group_listeners(blocks: &[Arc<Block>]) -> Result<Vec<ListenerSpec>, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    let mut routes: Vec<(SocketAddr, HashMap<Box<[u8]>, (Name, Arc<Block>)>)> = Vec::new();
-    let mut seen: HashMap<(Name, u16), Vec<(Option<IpAddr>, Token)>> = HashMap::new();
+    let mut routes: Vec<(SocketAddr, ZoneTable)> = Vec::new();
+    // Where each (zone, port) is served so far: the address (None: every address) and key.
+    type Served = Vec<(Option<IpAddr>, Token)>;
+    let mut seen: HashMap<(Name, u16), Served> = HashMap::new();
     for block in blocks {
         let addrs: Vec<Option<IpAddr>> = if block.listen_addrs.is_empty() {
             vec![None]

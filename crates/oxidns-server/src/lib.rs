@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod corefile;
+pub mod duration;
 pub mod logging;
 pub mod plugin;
 pub mod server;
@@ -20,3 +21,17 @@ pub use plugin::{
     Handler, HandlerFuture, Lifecycle, Next, PluginEntry, PluginError, Request, Setup, Transport,
 };
 pub use server::{Limits, Server};
+
+/// The machine's host name ("localhost" if it cannot be read), for `chaos` and `nsid`.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the pointer and length describe `buf`, which outlives the call.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        if len > 0 {
+            return String::from_utf8_lossy(&buf[..len]).into_owned();
+        }
+    }
+    "localhost".to_owned()
+}

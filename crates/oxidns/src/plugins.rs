@@ -1,9 +1,22 @@
 //! The plugins linked into oxidns, in execution order.
 //!
 //! This list is the one place that decides the order of every chain, as
-//! CoreDNS's plugin.cfg does; it follows plugin.cfg's order for the plugins
-//! the two servers share. The order of directives in a Corefile does not matter.
+//! CoreDNS's plugin.cfg does, and it follows plugin.cfg's order for the
+//! plugins the two servers share. Setups also run in this order, so `root`
+//! comes first. The order of directives in a Corefile does not matter.
 
 use oxidns_server::PluginEntry;
 
-pub const PLUGINS: &[PluginEntry] = &[oxidns_plugin_whoami::PLUGIN];
+pub const PLUGINS: &[PluginEntry] = &[
+    oxidns_plugin_root::PLUGIN,
+    oxidns_plugin_nsid::PLUGIN,
+    oxidns_plugin_bufsize::PLUGIN,
+    oxidns_plugin_bind::PLUGIN,
+    oxidns_plugin_debug::PLUGIN,
+    oxidns_plugin_errors::PLUGIN,
+    oxidns_plugin_log::PLUGIN,
+    oxidns_plugin_local::PLUGIN,
+    oxidns_plugin_any::PLUGIN,
+    oxidns_plugin_chaos::PLUGIN,
+    oxidns_plugin_whoami::PLUGIN,
+];

@@ -120,7 +120,7 @@ fn without_a_corefile_whoami_and_log_serve_the_dns_port() {
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let mut child = Command::new(binary())
+    let child = Command::new(binary())
         .args(["-dns.port", &port.to_string()])
         .current_dir(&dir.0)
         .stdout(Stdio::piped())
@@ -176,7 +176,7 @@ fn quiet_suppresses_the_banner() {
         probe.local_addr().unwrap().port()
     };
     dir.write("Corefile", &format!(".:{port} {{\n whoami\n}}\n"));
-    let mut child = Command::new(binary())
+    let child = Command::new(binary())
         .arg("-quiet")
         .current_dir(&dir.0)
         .stdout(Stdio::piped())

@@ -99,3 +99,26 @@ fn kdig_reports_refused_outside_our_zones() {
     let out = kdig(&server, &["example.net", "A"]);
     assert!(out.contains("status: REFUSED"), "{out}");
 }
+
+#[test]
+fn dig_and_kdig_read_chaos_version_and_retry_truncated_answers_over_tcp() {
+    if !require_tool("dig") || !require_tool("kdig") {
+        return;
+    }
+    let authors: Vec<String> = (0..20)
+        .map(|i| format!("\"author {i:02} of a long list of names\""))
+        .collect();
+    let server = Oxidns::start(&format!(".:0 {{\n chaos v9.9 {}\n}}\n", authors.join(" ")));
+    let out = dig(&server, &["version.bind", "CH", "TXT"]);
+    assert!(out.contains("\"v9.9\""), "{out}");
+    let out = kdig(&server, &["version.server", "CH", "TXT"]);
+    assert!(out.contains("\"v9.9\""), "{out}");
+    // dig retries over TCP when it sees TC; all 20 authors arrive.
+    let out = dig(&server, &["authors.bind", "CH", "TXT", "+noedns", "+short"]);
+    assert_eq!(out.lines().count(), 20, "{out}");
+    let out = kdig(&server, &["authors.bind", "CH", "TXT", "+noedns"]);
+    assert!(
+        out.contains("TC"),
+        "kdig shows the truncated UDP answer: {out}"
+    );
+}

@@ -308,3 +308,36 @@ fn a_storm_of_malformed_packets_leaves_the_server_serving() {
         OptRcode::NOERROR
     );
 }
+
+/// RFC 2181 §9: an RRset that does not fit is left out whole and TC is set;
+/// TCP and a large enough EDNS size get it all.
+#[test]
+fn udp_answers_over_the_client_limit_are_truncated_to_whole_rrsets() {
+    let authors: Vec<String> = (0..20)
+        .map(|i| format!("\"author number {i:02} with a fairly long name\""))
+        .collect();
+    let server = Oxidns::start(&format!(
+        ".:0 {{\n chaos test-version {}\n}}\n",
+        authors.join(" ")
+    ));
+    let question = query_class("authors.bind", Rtype::TXT, Class::CH);
+    let small = udp(server.addr(), &question);
+    assert!(small.response.truncated);
+    assert!(
+        small.response.answer.is_empty(),
+        "the one RRset does not fit in 512 bytes"
+    );
+    let full = tcp(server.addr(), &question);
+    assert!(!full.response.truncated);
+    assert_eq!(full.response.answer.len(), 20);
+    let big_edns = Query::build(
+        1,
+        &name_from_str("authors.bind").unwrap(),
+        Rtype::TXT,
+        Class::CH,
+        Some(&edns(4096)),
+    );
+    let over_udp = udp(server.addr(), &big_edns);
+    assert!(!over_udp.response.truncated);
+    assert_eq!(over_udp.response.answer.len(), 20);
+}

@@ -127,13 +127,15 @@ impl Expander {
                 pos += 1;
                 continue;
             };
-            if line_start && top_level && braces == 0 && is_snippet_name(word) {
-                if let Some(Lexeme::Word(open)) = input.get(pos + 1)
-                    && open.is("{")
-                {
-                    pos = self.define_snippet(&input, pos)?;
-                    continue;
-                }
+            if line_start
+                && top_level
+                && braces == 0
+                && is_snippet_name(word)
+                && let Some(Lexeme::Word(open)) = input.get(pos + 1)
+                && open.is("{")
+            {
+                pos = self.define_snippet(&input, pos)?;
+                continue;
             }
             if line_start && word.is("import") {
                 let mut args = Vec::new();

@@ -82,12 +82,11 @@ impl Oxidns {
         std::thread::spawn(move || {
             let mut port_tx = Some(port_tx);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(tx) = &port_tx {
-                    if let Some(port) = line.rsplit(':').next().and_then(|p| p.parse::<u16>().ok())
-                    {
-                        let _ = tx.send(port);
-                        port_tx = None;
-                    }
+                if let Some(tx) = &port_tx
+                    && let Some(port) = line.rsplit(':').next().and_then(|p| p.parse::<u16>().ok())
+                {
+                    let _ = tx.send(port);
+                    port_tx = None;
                 }
                 sink.lock().unwrap().push(line);
             }
