@@ -9,6 +9,7 @@
 pub mod config;
 pub mod corefile;
 pub mod duration;
+pub mod fallthrough;
 pub mod logging;
 pub mod plugin;
 pub mod server;
