@@ -4,8 +4,8 @@
 
 use oxidns_proto::Name;
 
-use crate::corefile::{ConfigError, Directive};
 use crate::corefile::key::parse_key;
+use crate::corefile::{ConfigError, Directive};
 
 /// Which names fall through.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

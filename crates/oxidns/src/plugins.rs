@@ -18,5 +18,6 @@ pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_local::PLUGIN,
     oxidns_plugin_any::PLUGIN,
     oxidns_plugin_chaos::PLUGIN,
+    oxidns_plugin_file::PLUGIN,
     oxidns_plugin_whoami::PLUGIN,
 ];

@@ -7,8 +7,12 @@ use oxidns::plugins::PLUGINS;
 use oxidns_server::corefile::parse_str;
 use oxidns_server::{Options, build};
 
+/// The repository root, made the current directory so that relative paths
+/// in examples (`examples/db.example.org`) resolve as they do for a user.
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::env::set_current_dir(&root).expect("enter the repository root");
+    root
 }
 
 /// The READMEs to read: the project's and every plugin's.
@@ -73,6 +77,7 @@ fn every_plugin_has_a_readme_in_coredns_shape() {
 fn every_readme_corefile_example_is_a_valid_config() {
     let mut checked = 0;
     let mut failures = Vec::new();
+    repo_root();
     for readme in readmes() {
         let text = std::fs::read_to_string(&readme).unwrap();
         for (line, body) in corefile_blocks(&text) {

@@ -1,0 +1,173 @@
+//! Zones being served from files: the set a plugin answers from, each zone a
+//! snapshot swapped whole on reload, read without locks.
+//!
+//! A query in flight keeps the snapshot it started with (an `Arc`), so it
+//! never sees half a zone; a reload that fails leaves the old zone serving.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use domain::base::iana::{Class, Rtype};
+use oxidns_proto::{Name, Rcode, Response};
+
+use crate::zone::{Zone, ZoneProblem};
+
+/// What identifies a version of a file on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+        })
+    }
+}
+
+/// One zone and the file it comes from.
+pub struct ServedZone {
+    pub apex: Name,
+    pub path: PathBuf,
+    zone: ArcSwap<Zone>,
+    stamp: Mutex<Option<FileStamp>>,
+}
+
+/// What a reload check did.
+#[derive(Debug)]
+pub enum Reload {
+    /// The file did not change.
+    Unchanged,
+    /// The file changed but the SOA serial did not: kept the old zone, as CoreDNS does.
+    SameSerial,
+    /// The new version is serving.
+    Reloaded {
+        serial: u32,
+        warnings: Vec<ZoneProblem>,
+    },
+    /// The new version has errors; the old one keeps serving.
+    Failed(Vec<ZoneProblem>),
+}
+
+impl ServedZone {
+    /// Loads the zone `apex` from `path`.
+    pub fn load(
+        path: &Path,
+        apex: &Name,
+    ) -> Result<(ServedZone, Vec<ZoneProblem>), Vec<ZoneProblem>> {
+        let stamp = FileStamp::of(path);
+        let (zone, warnings) = Zone::load(path, apex)?;
+        Ok((
+            ServedZone {
+                apex: zone.apex().clone(),
+                path: path.to_owned(),
+                zone: ArcSwap::from_pointee(zone),
+                stamp: Mutex::new(stamp),
+            },
+            warnings,
+        ))
+    }
+
+    /// The snapshot being served.
+    pub fn current(&self) -> Arc<Zone> {
+        self.zone.load_full()
+    }
+
+    /// Re-reads the file if it changed, and swaps the new zone in when its
+    /// serial differs (blocking: call from a blocking task).
+    pub fn reload_if_changed(&self) -> Reload {
+        let stamp = FileStamp::of(&self.path);
+        {
+            let mut last = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+            if *last == stamp {
+                return Reload::Unchanged;
+            }
+            *last = stamp;
+        }
+        match Zone::load(&self.path, &self.apex) {
+            Err(problems) => Reload::Failed(problems),
+            Ok((zone, warnings)) => {
+                if zone.serial() == self.current().serial() {
+                    return Reload::SameSerial;
+                }
+                let serial = zone.serial().into_int();
+                self.zone.store(Arc::new(zone));
+                Reload::Reloaded { serial, warnings }
+            }
+        }
+    }
+}
+
+/// The zones a plugin serves, found by longest match.
+#[derive(Default)]
+pub struct ZoneSet {
+    /// Keyed by the apex in lower-case wire format.
+    zones: ArcSwap<HashMap<Box<[u8]>, Arc<ServedZone>>>,
+}
+
+impl ZoneSet {
+    pub fn new(zones: Vec<ServedZone>) -> ZoneSet {
+        let set = ZoneSet::default();
+        set.replace(zones.into_iter().map(Arc::new).collect());
+        set
+    }
+
+    /// Serves exactly these zones from now on.
+    pub fn replace(&self, zones: Vec<Arc<ServedZone>>) {
+        let map = zones
+            .into_iter()
+            .map(|z| (Box::<[u8]>::from(z.apex.as_slice()), z))
+            .collect();
+        self.zones.store(Arc::new(map));
+    }
+
+    /// Every zone, in no particular order.
+    pub fn zones(&self) -> Vec<Arc<ServedZone>> {
+        self.zones.load().values().cloned().collect()
+    }
+
+    /// The zone with the longest apex that contains `qname`.
+    pub fn find(&self, qname: &Name) -> Option<Arc<ServedZone>> {
+        let zones = self.zones.load();
+        let wire = qname.as_slice().to_ascii_lowercase();
+        // Length octets are below 64, so lower-casing never changes them.
+        let mut pos = 0;
+        loop {
+            if let Some(zone) = zones.get(&wire[pos..]) {
+                return Some(zone.clone());
+            }
+            let len = usize::from(*wire.get(pos)?);
+            if len == 0 {
+                return None;
+            }
+            pos += 1 + len;
+        }
+    }
+
+    /// Answers from the zone that holds `qname`; `None` when no zone does.
+    /// Zone transfers are not answered here (they belong to `transfer`), nor
+    /// classes other than the zone's.
+    pub fn answer(
+        &self,
+        qname: &Name,
+        qtype: Rtype,
+        qclass: Class,
+        dnssec_ok: bool,
+    ) -> Option<Response> {
+        let served = self.find(qname)?;
+        let zone = served.current();
+        if (qclass != zone.class() && qclass != Class::ANY)
+            || matches!(qtype, Rtype::AXFR | Rtype::IXFR)
+        {
+            return Some(Response::new(Rcode::REFUSED));
+        }
+        Some(zone.lookup(qname, qtype, dnssec_ok))
+    }
+}
