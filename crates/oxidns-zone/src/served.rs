@@ -171,3 +171,151 @@ impl ZoneSet {
         Some(zone.lookup(qname, qtype, dnssec_ok))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxidns_proto::{OptRcode, name_from_str};
+
+    const ZONE: &str = "$ORIGIN example.org.\n$TTL 60\n@ SOA ns h SERIAL 1 1 1 1\n@ NS ns\nns A 192.0.2.1\nwww A ADDRESS\n";
+
+    fn zone_text(serial: u32, address: &str) -> String {
+        ZONE.replace("SERIAL", &serial.to_string())
+            .replace("ADDRESS", address)
+    }
+
+    struct TempZone(std::path::PathBuf);
+
+    impl TempZone {
+        fn new(text: &str) -> TempZone {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("oxidns-served-{}-{n}", std::process::id()));
+            std::fs::write(&path, text).unwrap();
+            TempZone(path)
+        }
+
+        fn rewrite(&self, text: &str) {
+            // A different length makes the change visible even within one mtime tick.
+            std::fs::write(&self.0, text).unwrap();
+        }
+    }
+
+    impl Drop for TempZone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn www(set: &ZoneSet) -> String {
+        let r = set
+            .answer(
+                &name_from_str("www.example.org").unwrap(),
+                Rtype::A,
+                Class::IN,
+                false,
+            )
+            .unwrap();
+        r.answer[0].data().to_string()
+    }
+
+    fn load(file: &TempZone) -> ZoneSet {
+        let apex = name_from_str("example.org").unwrap();
+        ZoneSet::new(vec![ServedZone::load(&file.0, &apex).unwrap().0])
+    }
+
+    #[test]
+    fn a_new_serial_is_swapped_in() {
+        let file = TempZone::new(&zone_text(1, "192.0.2.80"));
+        let set = load(&file);
+        let before = set.zones()[0].current();
+        file.rewrite(&zone_text(2, "192.0.2.123"));
+        assert!(matches!(
+            set.zones()[0].reload_if_changed(),
+            Reload::Reloaded { serial: 2, .. }
+        ));
+        assert_eq!(www(&set), "192.0.2.123");
+        // A query that took the old snapshot still sees the whole old zone.
+        let old = before.lookup(&name_from_str("www.example.org").unwrap(), Rtype::A, false);
+        assert_eq!(old.answer[0].data().to_string(), "192.0.2.80");
+    }
+
+    #[test]
+    fn an_unchanged_file_is_not_reread() {
+        let file = TempZone::new(&zone_text(1, "192.0.2.80"));
+        let set = load(&file);
+        assert!(matches!(
+            set.zones()[0].reload_if_changed(),
+            Reload::Unchanged
+        ));
+    }
+
+    #[test]
+    fn a_change_without_a_new_serial_is_not_served() {
+        let file = TempZone::new(&zone_text(1, "192.0.2.80"));
+        let set = load(&file);
+        file.rewrite(&zone_text(1, "192.0.2.200"));
+        assert!(matches!(
+            set.zones()[0].reload_if_changed(),
+            Reload::SameSerial
+        ));
+        assert_eq!(www(&set), "192.0.2.80");
+    }
+
+    #[test]
+    fn a_broken_file_keeps_the_last_good_zone() {
+        let file = TempZone::new(&zone_text(1, "192.0.2.80"));
+        let set = load(&file);
+        file.rewrite(&format!("{}www CNAME ns\n", zone_text(2, "192.0.2.81")));
+        match set.zones()[0].reload_if_changed() {
+            Reload::Failed(problems) => {
+                assert!(problems[0].message.contains("CNAME"), "{problems:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(www(&set), "192.0.2.80");
+    }
+
+    #[test]
+    fn the_longest_matching_zone_answers() {
+        let parent = TempZone::new(&zone_text(1, "192.0.2.80"));
+        let child_text = zone_text(1, "192.0.2.99").replace("example.org.", "sub.example.org.");
+        let child = TempZone::new(&child_text);
+        let set = ZoneSet::new(vec![
+            ServedZone::load(&parent.0, &name_from_str("example.org").unwrap())
+                .unwrap()
+                .0,
+            ServedZone::load(&child.0, &name_from_str("sub.example.org").unwrap())
+                .unwrap()
+                .0,
+        ]);
+        let r = set
+            .answer(
+                &name_from_str("WWW.Sub.Example.org").unwrap(),
+                Rtype::A,
+                Class::IN,
+                false,
+            )
+            .unwrap();
+        assert_eq!(r.answer[0].data().to_string(), "192.0.2.99");
+        assert!(
+            set.answer(
+                &name_from_str("example.net").unwrap(),
+                Rtype::A,
+                Class::IN,
+                false
+            )
+            .is_none()
+        );
+        let r = set
+            .answer(
+                &name_from_str("x.example.org").unwrap(),
+                Rtype::A,
+                Class::IN,
+                false,
+            )
+            .unwrap();
+        assert_eq!(r.rcode, OptRcode::NXDOMAIN);
+    }
+}

@@ -19,5 +19,6 @@ pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_any::PLUGIN,
     oxidns_plugin_chaos::PLUGIN,
     oxidns_plugin_file::PLUGIN,
+    oxidns_plugin_auto::PLUGIN,
     oxidns_plugin_whoami::PLUGIN,
 ];
