@@ -175,7 +175,7 @@ impl DirectoryZones {
         }
         for gone in current
             .keys()
-            .filter(|o| !next.iter().any(|z| &z.apex == *o))
+            .filter(|o| !next.iter().any(|z| z.apex == **o))
         {
             tracing::info!(target: "plugin/auto", "zone {} removed: its file is gone", name_text(gone));
         }
