@@ -60,6 +60,19 @@ impl<'a> Next<'a> {
         }
     }
 
+    /// For names a plugin is not authoritative for: the next handler, or
+    /// REFUSED when none follows (as an authoritative server answers names
+    /// outside its zones).
+    pub fn serve_or_refuse<'r>(self, request: &'r mut Request) -> HandlerFuture<'r>
+    where
+        'a: 'r,
+    {
+        if self.chain.is_empty() {
+            return Box::pin(std::future::ready(Ok(Response::new(Rcode::REFUSED))));
+        }
+        self.serve(request)
+    }
+
     /// Whether any handler follows.
     pub fn is_empty(&self) -> bool {
         self.chain.is_empty()
@@ -152,6 +165,8 @@ pub struct Request {
     pub transport: Transport,
     /// The server block zone that matched the question.
     pub zone: Name,
+    /// The listener, as CoreDNS names it in metric labels (`dns://:53`).
+    pub server: Arc<str>,
     pub metadata: Metadata,
     pub received: Instant,
     observers: Vec<WriteObserver>,
@@ -175,6 +190,7 @@ impl Request {
         local: SocketAddr,
         transport: Transport,
         zone: Name,
+        server: Arc<str>,
     ) -> Self {
         Request {
             query,
@@ -182,6 +198,7 @@ impl Request {
             local: canonical(local),
             transport,
             zone,
+            server,
             metadata: Metadata::default(),
             received: Instant::now(),
             observers: Vec::new(),

@@ -60,14 +60,39 @@ impl Default for Limits {
     }
 }
 
+/// One address and port we listen on (UDP and TCP), and the zones served there.
+pub struct Listener {
+    /// The bound address.
+    pub local: SocketAddr,
+    /// As CoreDNS labels servers in metrics: `dns://:53`, `dns://127.0.0.1:53`.
+    pub label: Arc<str>,
+    /// Swapped whole when the configuration is reloaded.
+    pub router: ArcSwap<ZoneRouter>,
+}
+
+impl Listener {
+    fn new(local: SocketAddr, router: Arc<ZoneRouter>) -> Listener {
+        let label = if local.ip().is_unspecified() {
+            format!("dns://:{}", local.port())
+        } else {
+            format!("dns://{local}")
+        };
+        Listener {
+            local,
+            label: label.into(),
+            router: ArcSwap::new(router),
+        }
+    }
+}
+
 /// Answers one received message; `None` means send nothing.
 pub async fn answer(
-    router: &ZoneRouter,
+    listener: &Listener,
     message: Bytes,
     client: SocketAddr,
-    local: SocketAddr,
     transport: Transport,
 ) -> Option<Vec<u8>> {
+    let router = listener.router.load();
     let query = match Query::parse(message) {
         Ok(query) => query,
         Err(QueryError::Drop) => return None,
@@ -95,7 +120,14 @@ pub async fn answer(
     if block.chain.is_empty() {
         return Some(Response::new(Rcode::REFUSED).encode(&query, limit));
     }
-    let mut request = Request::new(query, client, local, transport, zone.clone());
+    let mut request = Request::new(
+        query,
+        client,
+        listener.local,
+        transport,
+        zone.clone(),
+        listener.label.clone(),
+    );
     let response = run_chain(block, &mut request).await;
     Some(request.finish(&response))
 }
@@ -122,8 +154,7 @@ async fn run_chain(block: &Block, request: &mut Request) -> Response {
 
 /// A running server: its listeners, and the tasks answering queries.
 pub struct Server {
-    local_addrs: Vec<SocketAddr>,
-    routers: Vec<Arc<ArcSwap<ZoneRouter>>>,
+    listeners: Vec<Arc<Listener>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     config: Arc<Config>,
@@ -142,32 +173,29 @@ impl Server {
         let tracker = TaskTracker::new();
         let limits = Arc::new(limits);
         let tcp_connections = Arc::new(Semaphore::new(limits.max_tcp_connections));
-        let mut local_addrs = Vec::new();
-        let mut routers = Vec::new();
+        let mut listeners = Vec::new();
         for spec in &config.listeners {
-            let router = Arc::new(ArcSwap::new(spec.router.clone()));
             let (udp, tcp) = bind_pair(spec.addr)?;
-            local_addrs.push(udp.local_addr()?);
+            let listener = Arc::new(Listener::new(udp.local_addr()?, spec.router.clone()));
             tracker.spawn(serve_udp(
                 Arc::new(udp),
-                router.clone(),
+                listener.clone(),
                 limits.clone(),
                 cancel.clone(),
                 tracker.clone(),
             ));
             tracker.spawn(serve_tcp(
                 tcp,
-                router.clone(),
+                listener.clone(),
                 limits.clone(),
                 tcp_connections.clone(),
                 cancel.clone(),
                 tracker.clone(),
             ));
-            routers.push(router);
+            listeners.push(listener);
         }
         Ok(Server {
-            local_addrs,
-            routers,
+            listeners,
             cancel,
             tracker,
             config: Arc::new(config),
@@ -175,8 +203,8 @@ impl Server {
     }
 
     /// The bound address of each listener (UDP and TCP share it), in config order.
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.local_addrs
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.local).collect()
     }
 
     /// The configuration being served.
@@ -195,7 +223,7 @@ impl Server {
         {
             tracing::warn!("shutdown: queries still in flight after {grace:?}");
         }
-        drop(self.routers);
+        drop(self.listeners);
         for (_, lifecycle) in self.config.lifecycles() {
             lifecycle.shutdown().await;
         }
@@ -262,12 +290,12 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 
 async fn serve_udp(
     socket: Arc<UdpSocket>,
-    router: Arc<ArcSwap<ZoneRouter>>,
+    listener: Arc<Listener>,
     limits: Arc<Limits>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let local = socket.local_addr().expect("a bound socket has an address");
+    let local = listener.local;
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut buf = vec![0u8; 65_535];
     loop {
@@ -288,10 +316,10 @@ async fn serve_udp(
         in_flight.fetch_add(1, Ordering::Relaxed);
         let message = Bytes::copy_from_slice(&buf[..len]);
         let socket = socket.clone();
-        let router = router.load_full();
+        let listener = listener.clone();
         let in_flight = in_flight.clone();
         tracker.spawn(async move {
-            if let Some(response) = answer(&router, message, client, local, Transport::Udp).await
+            if let Some(response) = answer(&listener, message, client, Transport::Udp).await
                 && let Err(e) = socket.send_to(&response, client).await
             {
                 tracing::debug!("udp send to {client}: {e}");
@@ -302,8 +330,8 @@ async fn serve_udp(
 }
 
 async fn serve_tcp(
-    listener: TcpListener,
-    router: Arc<ArcSwap<ZoneRouter>>,
+    socket: TcpListener,
+    listener: Arc<Listener>,
     limits: Arc<Limits>,
     connections: Arc<Semaphore>,
     cancel: CancellationToken,
@@ -312,7 +340,7 @@ async fn serve_tcp(
     loop {
         let (stream, client) = tokio::select! {
             _ = cancel.cancelled() => return,
-            accepted = listener.accept() => match accepted {
+            accepted = socket.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::debug!("tcp accept: {e}");
@@ -326,12 +354,12 @@ async fn serve_tcp(
             tracing::debug!("tcp connection from {client} refused: too many connections");
             continue;
         };
-        let router = router.clone();
+        let listener = listener.clone();
         let limits = limits.clone();
         let cancel = cancel.clone();
         let inner_tracker = tracker.clone();
         tracker.spawn(async move {
-            serve_tcp_connection(stream, client, router, limits, cancel, inner_tracker).await;
+            serve_tcp_connection(stream, client, listener, limits, cancel, inner_tracker).await;
             drop(permit);
         });
     }
@@ -340,14 +368,11 @@ async fn serve_tcp(
 async fn serve_tcp_connection(
     stream: TcpStream,
     client: SocketAddr,
-    router: Arc<ArcSwap<ZoneRouter>>,
+    listener: Arc<Listener>,
     limits: Arc<Limits>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let Ok(local) = stream.local_addr() else {
-        return;
-    };
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let (responses, mut outbox) = mpsc::channel::<Vec<u8>>(limits.max_tcp_in_flight);
@@ -384,11 +409,10 @@ async fn serve_tcp_connection(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
-        let router = router.load_full();
+        let listener = listener.clone();
         let responses = responses.clone();
         tracker.spawn(async move {
-            if let Some(response) =
-                answer(&router, message.into(), client, local, Transport::Tcp).await
+            if let Some(response) = answer(&listener, message.into(), client, Transport::Tcp).await
             {
                 let _ = responses.send(response).await;
             }

@@ -30,6 +30,7 @@ pub fn request_with(qname: &str, qtype: Rtype, qclass: Class, edns: Option<Edns>
         LOCAL.parse().expect("valid"),
         Transport::Udp,
         Name::root(),
+        Arc::from("dns://:53"),
     )
 }
 

@@ -121,6 +121,14 @@ async fn serve(config: Config, cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let pidfile = cli.pidfile.clone();
+    if let Some(path) = &pidfile
+        && let Err(e) = std::fs::write(path, format!("{}\n", std::process::id()))
+    {
+        eprintln!("cannot write pidfile {}: {e}", path.display());
+        server.shutdown(SHUTDOWN_GRACE).await;
+        return ExitCode::FAILURE;
+    }
     if !cli.quiet {
         for (zone, port) in banner {
             // With port 0 the kernel chose one: show it.
@@ -135,14 +143,6 @@ async fn serve(config: Config, cli: &Cli) -> ExitCode {
             println!("{zone}:{port}");
         }
         println!("{}", version_text());
-    }
-    let pidfile = cli.pidfile.clone();
-    if let Some(path) = &pidfile
-        && let Err(e) = std::fs::write(path, format!("{}\n", std::process::id()))
-    {
-        eprintln!("cannot write pidfile {}: {e}", path.display());
-        server.shutdown(SHUTDOWN_GRACE).await;
-        return ExitCode::FAILURE;
     }
     wait_for_stop_signal().await;
     tracing::info!("shutting down: finishing queries in flight");

@@ -228,13 +228,14 @@ impl Handler for Auto {
                 .set
                 .answer(&query.qname, query.qtype, query.qclass, query.dnssec_ok());
         match answer {
+            None => next.serve_or_refuse(request),
             Some(response)
-                if !(response.rcode == OptRcode::NXDOMAIN
-                    && self.fallthrough.matches(&request.query.qname)) =>
+                if response.rcode == OptRcode::NXDOMAIN
+                    && self.fallthrough.matches(&request.query.qname) =>
             {
-                Box::pin(std::future::ready(Ok(response)))
+                next.serve(request)
             }
-            _ => next.serve(request),
+            Some(response) => Box::pin(std::future::ready(Ok(response))),
         }
     }
 }

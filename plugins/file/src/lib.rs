@@ -99,7 +99,7 @@ impl Handler for File {
             .zones
             .answer(&query.qname, query.qtype, query.qclass, query.dnssec_ok());
         match answer {
-            None => next.serve(request),
+            None => next.serve_or_refuse(request),
             Some(response)
                 if response.rcode == OptRcode::NXDOMAIN
                     && self.fallthrough.matches(&request.query.qname) =>

@@ -220,3 +220,16 @@ async fn the_chain_ends_with_the_next_plugin_for_other_zones() {
     let response = serve_chain(&chain, &mut req).await.unwrap();
     assert_eq!(response.rcode, OptRcode::NXDOMAIN);
 }
+
+#[tokio::test]
+async fn names_outside_every_zone_are_refused_when_nothing_follows() {
+    let dir = ZoneDir::new(&[("db", ZONE)]);
+    let config = config(
+        &format!(". {{\n file {} example.org\n}}", dir.path("db")),
+        PLUGINS,
+    )
+    .unwrap();
+    let mut req = request("example.com", Rtype::A);
+    let response = serve_config(&config, &mut req).await.unwrap();
+    assert_eq!(response.rcode, OptRcode::REFUSED);
+}
