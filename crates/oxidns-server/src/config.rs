@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use oxidns_proto::Name;
 
@@ -88,6 +89,8 @@ pub struct BlockSettings {
     pub root: PathBuf,
     /// `debug`: panics are not recovered and debug logs are shown.
     pub debug: bool,
+    /// `reload`: how often to check the Corefile for changes, and the jitter.
+    pub reload: Option<(Duration, Duration)>,
     pub(crate) handlers: Vec<Arc<dyn Handler>>,
     pub(crate) lifecycles: Vec<(&'static str, Arc<dyn Lifecycle>)>,
 }
@@ -98,6 +101,7 @@ pub struct Block {
     pub zones: Vec<Name>,
     pub listen_addrs: Vec<IpAddr>,
     pub debug: bool,
+    pub reload: Option<(Duration, Duration)>,
     pub chain: Arc<[Arc<dyn Handler>]>,
     pub lifecycles: Vec<(&'static str, Arc<dyn Lifecycle>)>,
 }
@@ -128,6 +132,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// How often to check the Corefile for changes (interval, jitter): the
+    /// shortest any block asked for; `None` without `reload`.
+    pub fn reload(&self) -> Option<(Duration, Duration)> {
+        self.blocks.iter().filter_map(|b| b.reload).min()
+    }
+
     /// Whether any block asked for `debug`.
     pub fn debug(&self) -> bool {
         self.blocks.iter().any(|b| b.debug)
@@ -136,6 +146,11 @@ impl Config {
     /// Every plugin instance's lifecycle hooks, in block order.
     pub fn lifecycles(&self) -> impl Iterator<Item = &(&'static str, Arc<dyn Lifecycle>)> {
         self.blocks.iter().flat_map(|b| b.lifecycles.iter())
+    }
+
+    /// The lifecycle hooks, owned, for running after the config is gone.
+    pub fn clone_lifecycles(&self) -> Vec<(&'static str, Arc<dyn Lifecycle>)> {
+        self.lifecycles().cloned().collect()
     }
 }
 
@@ -246,6 +261,7 @@ fn build_block(
         listen_addrs: Vec::new(),
         root: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         debug: false,
+        reload: None,
         handlers: Vec::new(),
         lifecycles: Vec::new(),
     };
@@ -276,6 +292,7 @@ fn build_block(
         zones: settings.zones,
         listen_addrs: settings.listen_addrs,
         debug: settings.debug,
+        reload: settings.reload,
         chain: settings.handlers.into(),
         lifecycles: settings.lifecycles,
     })

@@ -13,15 +13,17 @@ pub mod fallthrough;
 pub mod logging;
 pub mod plugin;
 pub mod server;
+pub mod state;
 pub mod test_util;
 
 pub use config::{Config, Options, build};
 pub use corefile::{ConfigError, Directive, Token};
 pub use oxidns_proto as proto;
 pub use plugin::{
-    Handler, HandlerFuture, Lifecycle, Next, PluginEntry, PluginError, Request, Setup, Transport,
+    Handler, HandlerFuture, HookFuture, Lifecycle, Next, PluginEntry, PluginError, Request, Setup,
+    Transport,
 };
-pub use server::{Limits, Server};
+pub use server::{Limits, ReloadError, Server};
 
 /// The machine's host name ("localhost" if it cannot be read), for `chaos` and `nsid`.
 pub fn hostname() -> String {

@@ -274,6 +274,12 @@ pub trait Lifecycle: Send + Sync + 'static {
     fn ready(&self) -> bool {
         true
     }
+
+    /// How long to keep serving after a shutdown signal before closing the
+    /// listeners (`health`'s `lameduck`).
+    fn lameduck(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// A plugin as the binary registers it.

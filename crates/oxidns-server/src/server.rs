@@ -154,57 +154,95 @@ async fn run_chain(block: &Block, request: &mut Request) -> Response {
 
 /// A running server: its listeners, and the tasks answering queries.
 pub struct Server {
-    listeners: Vec<Arc<Listener>>,
+    listeners: Vec<RunningListener>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    limits: Arc<Limits>,
+    tcp_connections: Arc<Semaphore>,
     config: Arc<Config>,
 }
+
+/// A listener with the address the config asked for (port 0 stays 0 here).
+struct RunningListener {
+    configured: SocketAddr,
+    listener: Arc<Listener>,
+    stop: CancellationToken,
+}
+
+/// Why a new configuration was not applied; the old one keeps serving.
+#[derive(Debug)]
+pub struct ReloadError(pub String);
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ReloadError {}
 
 impl Server {
     /// Runs every plugin's start-up hook, then opens every listener.
     pub async fn start(config: Config, limits: Limits) -> io::Result<Server> {
-        for (name, lifecycle) in config.lifecycles() {
-            lifecycle
-                .startup()
-                .await
-                .map_err(|e| io::Error::other(format!("plugin/{name}: {e}")))?;
-        }
+        start_lifecycles(&config)
+            .await
+            .map_err(|e| io::Error::other(e.0))?;
         let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let limits = Arc::new(limits);
-        let tcp_connections = Arc::new(Semaphore::new(limits.max_tcp_connections));
-        let mut listeners = Vec::new();
-        for spec in &config.listeners {
-            let (udp, tcp) = bind_pair(spec.addr)?;
-            let listener = Arc::new(Listener::new(udp.local_addr()?, spec.router.clone()));
-            tracker.spawn(serve_udp(
-                Arc::new(udp),
-                listener.clone(),
-                limits.clone(),
-                cancel.clone(),
-                tracker.clone(),
-            ));
-            tracker.spawn(serve_tcp(
-                tcp,
-                listener.clone(),
-                limits.clone(),
-                tcp_connections.clone(),
-                cancel.clone(),
-                tracker.clone(),
-            ));
-            listeners.push(listener);
-        }
-        Ok(Server {
-            listeners,
+        let mut server = Server {
+            listeners: Vec::new(),
+            tracker: TaskTracker::new(),
+            tcp_connections: Arc::new(Semaphore::new(limits.max_tcp_connections)),
+            limits: Arc::new(limits),
             cancel,
-            tracker,
-            config: Arc::new(config),
+            config: Arc::new(Config {
+                blocks: Vec::new(),
+                listeners: Vec::new(),
+            }),
+        };
+        for spec in &config.listeners {
+            match server.open(spec.addr, spec.router.clone()) {
+                Ok(running) => server.listeners.push(running),
+                Err(e) => {
+                    server.cancel.cancel();
+                    stop_lifecycles(config.clone_lifecycles()).await;
+                    return Err(e);
+                }
+            }
+        }
+        server.config = Arc::new(config);
+        crate::state::set_running(Some(server.config.clone()));
+        Ok(server)
+    }
+
+    fn open(&self, addr: SocketAddr, router: Arc<ZoneRouter>) -> io::Result<RunningListener> {
+        let (udp, tcp) = bind_pair(addr)?;
+        let listener = Arc::new(Listener::new(udp.local_addr()?, router));
+        let stop = self.cancel.child_token();
+        self.tracker.spawn(serve_udp(
+            Arc::new(udp),
+            listener.clone(),
+            self.limits.clone(),
+            stop.clone(),
+            self.tracker.clone(),
+        ));
+        self.tracker.spawn(serve_tcp(
+            tcp,
+            listener.clone(),
+            self.limits.clone(),
+            self.tcp_connections.clone(),
+            stop.clone(),
+            self.tracker.clone(),
+        ));
+        Ok(RunningListener {
+            configured: addr,
+            listener,
+            stop,
         })
     }
 
     /// The bound address of each listener (UDP and TCP share it), in config order.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|l| l.local).collect()
+        self.listeners.iter().map(|l| l.listener.local).collect()
     }
 
     /// The configuration being served.
@@ -212,9 +250,77 @@ impl Server {
         &self.config
     }
 
-    /// Stops listening, lets queries in flight finish (up to `grace`), then
-    /// runs the plugins' shutdown hooks.
+    /// Replaces the configuration without dropping a query: listeners that
+    /// stay are kept and get the new zones and chains (a query in flight
+    /// finishes with the chain it started on), new ones are opened, removed
+    /// ones closed. If the new plugins fail to start or a new address cannot
+    /// be bound, nothing changes. The old plugins' shutdown hooks run after
+    /// `grace`, once queries they may still serve have finished.
+    pub async fn reload(&mut self, config: Config, grace: Duration) -> Result<(), ReloadError> {
+        start_lifecycles(&config).await?;
+        let mut opened = Vec::new();
+        for spec in &config.listeners {
+            if self.listeners.iter().any(|l| l.configured == spec.addr) {
+                continue;
+            }
+            match self.open(spec.addr, spec.router.clone()) {
+                Ok(running) => opened.push(running),
+                Err(e) => {
+                    for running in opened {
+                        running.stop.cancel();
+                    }
+                    stop_lifecycles(config.clone_lifecycles()).await;
+                    return Err(ReloadError(e.to_string()));
+                }
+            }
+        }
+        let mut kept = Vec::new();
+        for running in std::mem::take(&mut self.listeners) {
+            match config
+                .listeners
+                .iter()
+                .find(|s| s.addr == running.configured)
+            {
+                Some(spec) => {
+                    running.listener.router.store(spec.router.clone());
+                    kept.push(running);
+                }
+                None => running.stop.cancel(),
+            }
+        }
+        kept.extend(opened);
+        // Keep config order, as local_addrs promises.
+        kept.sort_by_key(|r| {
+            config
+                .listeners
+                .iter()
+                .position(|s| s.addr == r.configured)
+                .unwrap_or(usize::MAX)
+        });
+        self.listeners = kept;
+        let old = std::mem::replace(&mut self.config, Arc::new(config));
+        crate::state::set_running(Some(self.config.clone()));
+        self.tracker.spawn(async move {
+            tokio::time::sleep(grace).await;
+            stop_lifecycles(old.clone_lifecycles()).await;
+        });
+        Ok(())
+    }
+
+    /// Keeps serving through the plugins' lameduck time (`health`), stops
+    /// listening, lets queries in flight finish (up to `grace`), then runs
+    /// the plugins' shutdown hooks.
     pub async fn shutdown(self, grace: Duration) {
+        let lameduck = self
+            .config
+            .lifecycles()
+            .map(|(_, l)| l.lameduck())
+            .max()
+            .unwrap_or_default();
+        if !lameduck.is_zero() {
+            tracing::info!("lameduck: serving for {lameduck:?} more before shutting down");
+            tokio::time::sleep(lameduck).await;
+        }
         self.cancel.cancel();
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait())
@@ -224,9 +330,27 @@ impl Server {
             tracing::warn!("shutdown: queries still in flight after {grace:?}");
         }
         drop(self.listeners);
-        for (_, lifecycle) in self.config.lifecycles() {
-            lifecycle.shutdown().await;
+        crate::state::set_running(None);
+        stop_lifecycles(self.config.clone_lifecycles()).await;
+    }
+}
+
+/// Runs the start-up hooks in order; if one fails, those already started are stopped.
+async fn start_lifecycles(config: &Config) -> Result<(), ReloadError> {
+    let mut started = Vec::new();
+    for (name, lifecycle) in config.lifecycles() {
+        if let Err(e) = lifecycle.startup().await {
+            stop_lifecycles(started).await;
+            return Err(ReloadError(format!("plugin/{name}: {e}")));
         }
+        started.push((*name, lifecycle.clone()));
+    }
+    Ok(())
+}
+
+async fn stop_lifecycles(lifecycles: Vec<(&'static str, Arc<dyn crate::plugin::Lifecycle>)>) {
+    for (_, lifecycle) in lifecycles {
+        lifecycle.shutdown().await;
     }
 }
 
@@ -546,6 +670,7 @@ mod tests {
             zones: block.zones.clone(),
             listen_addrs: vec![],
             debug: false,
+            reload: None,
             chain: vec![Arc::new(PassOn) as Arc<dyn Handler>].into(),
             lifecycles: vec![],
         };

@@ -1,21 +1,22 @@
-//! The `oxidns` binary: flags, logging, signals, and wiring of the plugin list.
-//! Everything else lives in the library crates.
+//! The `oxidns` binary: flags, logging, signals, configuration reloads, and
+//! wiring of the plugin list. Everything else lives in the library crates.
 
 mod cli;
 mod log_format;
-
-use oxidns::plugins;
+mod reload;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use oxidns_server::corefile::{ServerBlock, parse_file, parse_str};
+use oxidns::plugins;
+use oxidns_server::corefile::{ServerBlock, parse_file_with_sources, parse_str};
 use oxidns_server::{Config, ConfigError, Limits, Options, Server, build, logging};
 
 use cli::Cli;
 
-/// How long queries in flight may take to finish after SIGTERM.
+/// How long queries in flight may take to finish after SIGTERM, and after a
+/// reload before the old plugins are shut down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
@@ -43,8 +44,8 @@ fn main() -> ExitCode {
     }
     log_format::init();
 
-    let config = match load_config(&cli) {
-        Ok(config) => config,
+    let loaded = match load_config(&cli) {
+        Ok(loaded) => loaded,
         Err(errors) => {
             for error in errors {
                 eprintln!("{error}");
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
     if cli.check {
         return ExitCode::SUCCESS;
     }
-    logging::set_debug(config.debug());
+    logging::set_debug(loaded.config.debug());
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -67,7 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config, &cli))
+    runtime.block_on(serve(loaded, &cli))
 }
 
 fn version_text() -> String {
@@ -79,42 +80,47 @@ fn version_text() -> String {
     )
 }
 
+/// A checked configuration and the files it was read from.
+pub struct Loaded {
+    pub config: Config,
+    /// The Corefile and every file it imports; empty for the built-in default.
+    pub sources: Vec<PathBuf>,
+}
+
 /// The Corefile named by `-conf`, else `./Corefile`, else CoreDNS's default
 /// (`whoami` and `log` for the root zone).
-fn read_corefile(cli: &Cli) -> Result<Vec<ServerBlock>, ConfigError> {
+fn read_corefile(cli: &Cli) -> Result<(Vec<ServerBlock>, Vec<PathBuf>), ConfigError> {
     if let Some(path) = &cli.conf {
-        return parse_file(path);
+        return parse_file_with_sources(path);
     }
     let default = Path::new("Corefile");
     if default.exists() {
-        return parse_file(default);
+        return parse_file_with_sources(default);
     }
     let text = format!(".:{} {{\n whoami\n log\n}}\n", cli.dns_port);
-    parse_str(&text, "default Corefile")
+    Ok((parse_str(&text, "default Corefile")?, Vec::new()))
 }
 
-fn load_config(cli: &Cli) -> Result<Config, Vec<ConfigError>> {
-    let blocks = read_corefile(cli).map_err(|e| vec![e])?;
-    build(
-        &blocks,
-        plugins::PLUGINS,
-        &Options {
-            dns_port: cli.dns_port,
-        },
-    )
+fn load_config(cli: &Cli) -> Result<Loaded, Vec<ConfigError>> {
+    let (blocks, sources) = read_corefile(cli).map_err(|e| vec![e])?;
+    let options = Options {
+        dns_port: cli.dns_port,
+    };
+    let config = build(&blocks, plugins::PLUGINS, &options)?;
+    Ok(Loaded { config, sources })
 }
 
-async fn serve(config: Config, cli: &Cli) -> ExitCode {
-    let configured: Vec<_> = config.listeners.iter().map(|l| l.addr).collect();
-    let mut banner = Vec::new();
-    for block in &config.blocks {
-        for key in &block.keys {
-            for zone in &key.zones {
-                banner.push((oxidns_server::proto::name_text(zone), key.port));
-            }
+async fn serve(loaded: Loaded, cli: &Cli) -> ExitCode {
+    let banner = banner_lines(&loaded.config);
+    let Loaded { config, sources } = loaded;
+    let mut signals = match reload::Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
         }
-    }
-    let server = match Server::start(config, Limits::default()).await {
+    };
+    let mut server = match Server::start(config, Limits::default()).await {
         Ok(server) => server,
         Err(e) => {
             eprintln!("{e}");
@@ -130,13 +136,11 @@ async fn serve(config: Config, cli: &Cli) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if !cli.quiet {
-        for (zone, port) in banner {
+        let bound = server.local_addrs();
+        for (zone, port, listener) in banner {
             // With port 0 the kernel chose one: show it.
             let port = if port == 0 {
-                configured
-                    .iter()
-                    .position(|a| a.port() == 0)
-                    .map_or(0, |i| server.local_addrs()[i].port())
+                bound[listener].port()
             } else {
                 port
             };
@@ -144,36 +148,32 @@ async fn serve(config: Config, cli: &Cli) -> ExitCode {
         }
         println!("{}", version_text());
     }
-    wait_for_stop_signal().await;
+    let mut watcher = reload::Watcher::new(sources);
+    watcher
+        .run(&mut server, &mut signals, || load_config(cli))
+        .await;
     tracing::info!("shutting down: finishing queries in flight");
     server.shutdown(SHUTDOWN_GRACE).await;
-    remove_pidfile(pidfile);
-    ExitCode::SUCCESS
-}
-
-fn remove_pidfile(pidfile: Option<PathBuf>) {
     if let Some(path) = pidfile {
         let _ = std::fs::remove_file(path);
     }
+    ExitCode::SUCCESS
 }
 
-/// Waits for SIGTERM or SIGINT. SIGUSR1 (CoreDNS's reload signal) is noted
-/// and otherwise ignored until configuration reload lands.
-async fn wait_for_stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::user_defined1()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
-            _ = usr1.recv() => tracing::warn!("SIGUSR1: configuration reload is not available yet; still serving the current config"),
+/// `zone:port` for every zone of every key, with the index of its listener.
+fn banner_lines(config: &Config) -> Vec<(String, u16, usize)> {
+    let mut lines = Vec::new();
+    for block in &config.blocks {
+        for key in &block.keys {
+            let listener = config
+                .listeners
+                .iter()
+                .position(|l| l.addr.port() == key.port)
+                .unwrap_or(0);
+            for zone in &key.zones {
+                lines.push((oxidns_server::proto::name_text(zone), key.port, listener));
+            }
         }
     }
+    lines
 }

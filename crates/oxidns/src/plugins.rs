@@ -9,6 +9,7 @@ use oxidns_server::PluginEntry;
 
 pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_root::PLUGIN,
+    oxidns_plugin_reload::PLUGIN,
     oxidns_plugin_nsid::PLUGIN,
     oxidns_plugin_bufsize::PLUGIN,
     oxidns_plugin_bind::PLUGIN,
@@ -18,6 +19,8 @@ pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_local::PLUGIN,
     oxidns_plugin_any::PLUGIN,
     oxidns_plugin_chaos::PLUGIN,
+    oxidns_plugin_template::PLUGIN,
+    oxidns_plugin_hosts::PLUGIN,
     oxidns_plugin_file::PLUGIN,
     oxidns_plugin_auto::PLUGIN,
     oxidns_plugin_whoami::PLUGIN,

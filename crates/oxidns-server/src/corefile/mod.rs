@@ -9,7 +9,7 @@ mod lexer;
 mod parser;
 
 pub use lexer::Token;
-pub use parser::{Directive, ServerBlock, parse_file, parse_str};
+pub use parser::{Directive, ServerBlock, parse_file, parse_file_with_sources, parse_str};
 
 use std::fmt;
 

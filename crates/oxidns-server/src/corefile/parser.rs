@@ -81,30 +81,47 @@ impl Directive {
 
 /// Reads and parses a Corefile, following its imports.
 pub fn parse_file(path: &Path) -> Result<Vec<ServerBlock>, ConfigError> {
+    parse_file_with_sources(path).map(|(blocks, _)| blocks)
+}
+
+/// Like [`parse_file`], and also names every file that was read (the
+/// Corefile first, then the imported files), for change detection.
+pub fn parse_file_with_sources(
+    path: &Path,
+) -> Result<(Vec<ServerBlock>, Vec<PathBuf>), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(path.display().to_string(), 0, format!("cannot read: {e}"))
     })?;
-    parse_str(&text, &path.display().to_string())
+    let mut expander = Expander::default();
+    let blocks = expander.parse(&text, &path.display().to_string())?;
+    let mut sources = vec![path.to_owned()];
+    sources.append(&mut expander.imported);
+    Ok((blocks, sources))
 }
 
 /// Parses Corefile text; `file` names it in errors and anchors relative imports.
 pub fn parse_str(text: &str, file: &str) -> Result<Vec<ServerBlock>, ConfigError> {
-    let mut expander = Expander::default();
-    let lexemes = expander.lex_file(text, file)?;
-    let lexemes = expander.expand(lexemes, 0, true)?;
-    Blocks {
-        lexemes: &lexemes,
-        pos: 0,
-    }
-    .parse(file)
+    Expander::default().parse(text, file)
 }
 
 #[derive(Default)]
 struct Expander {
     snippets: HashMap<String, Vec<Lexeme>>,
+    /// Files read through `import`.
+    imported: Vec<PathBuf>,
 }
 
 impl Expander {
+    fn parse(&mut self, text: &str, file: &str) -> Result<Vec<ServerBlock>, ConfigError> {
+        let lexemes = self.lex_file(text, file)?;
+        let lexemes = self.expand(lexemes, 0, true)?;
+        Blocks {
+            lexemes: &lexemes,
+            pos: 0,
+        }
+        .parse(file)
+    }
+
     fn lex_file(&self, text: &str, file: &str) -> Result<Vec<Lexeme>, ConfigError> {
         let file: Arc<str> = Arc::from(file);
         lex(text, &file).map_err(|e| ConfigError::new(file.as_ref(), e.line, e.message))
@@ -231,6 +248,7 @@ impl Expander {
             })?;
             let lexemes = self.lex_file(&text, &path.display().to_string())?;
             out.extend(self.expand(lexemes, depth + 1, top_level)?);
+            self.imported.push(path);
         }
         Ok(out)
     }
