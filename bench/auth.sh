@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# bench/auth.sh — oxidns against the shared peer benchmark (authoritative mode).
+#
+# Builds target/release/oxidns, snapshots the binary and ../shared/bench/{peers.sh,genzone.py}
+# into a temp dir (peers.sh must not be run in place: bash reads it lazily), runs
+# `peers.sh auth` with oxidns added through EXTRA, then prints ratios to Knot (bench/report.py).
+#
+# Usage:  bench/auth.sh                      (from anywhere; paths are resolved from this file)
+# Environment (defaults):
+#   DUR=10 REPS=2                 dnsperf seconds per run, runs per server (peers.sh defaults: 15, 3)
+#   SERVERS="knot nsd named"      peers; hickory is added if its binary is already installed
+#   WORK=/tmp/oxidns-bench        peers.sh scratch dir; results.tsv accumulates there
+#   OXIDNS_PORT=5350              UDP port of oxidns (loopback, inside peers.sh's private netns)
+#   PEERBENCH=<repo>/../shared/bench   where peers.sh and genzone.py come from
+#   BUILD=1                       BUILD=0 uses the existing target/release/oxidns
+# Anything else peers.sh reads (CLIENTS, OUTSTANDING, QPS, NETNS, ...) is passed through.
+#
+# oxidns has no worker-count option yet: it runs tokio's multi-thread runtime. It is pinned to
+# CPU 0 by peers.sh (taskset -c 0) like the peers, and TOKIO_WORKER_THREADS=1 (read by tokio's
+# Builder::new_multi_thread when worker_threads() is not called) limits it to one worker thread
+# plus the main thread (block_on) and tokio's lazily created blocking pool.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+PEERBENCH=${PEERBENCH:-$(cd "$REPO/../shared/bench" && pwd)}
+export DUR=${DUR:-10} REPS=${REPS:-2}
+export WORK=${WORK:-/tmp/oxidns-bench}
+OXIDNS_PORT=${OXIDNS_PORT:-5350}
+BUILD=${BUILD:-1}
+
+if [ -z "${SERVERS:-}" ]; then
+  SERVERS="knot nsd named"
+  H=$(command -v hickory-dns || echo /tmp/peerbench/hickory/bin/hickory-dns)
+  [ -x "$H" ] && { SERVERS="$SERVERS hickory"; export HICKORY=$H; }
+fi
+export SERVERS
+
+for t in knotd dnsperf dig taskset unshare python3; do
+  command -v "$t" >/dev/null || { echo "missing $t: run '$PEERBENCH/peers.sh install' (apt part) first"; exit 1; }
+done
+
+# ---- build (bounded retries: other engineers may have a crate mid-edit)
+if [ "$BUILD" = 1 ]; then
+  ok=0
+  for attempt in 1 2 3 4 5; do
+    if (cd "$REPO" && cargo build --release -p oxidns); then ok=1; break; fi
+    echo "!! build failed (attempt $attempt/5); retrying in 60 s"; sleep 60
+  done
+  [ "$ok" = 1 ] || { echo "!! release build failed 5 times; giving up"; exit 1; }
+fi
+[ -x "$REPO/target/release/oxidns" ] || { echo "no $REPO/target/release/oxidns"; exit 1; }
+
+# ---- snapshot the binary and the peer benchmark (a rebuild by someone else won't change this run)
+TMP=$(mktemp -d /tmp/oxidns-auth.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+cp "$REPO/target/release/oxidns" "$TMP/oxidns"
+cp "$PEERBENCH/peers.sh" "$PEERBENCH/genzone.py" "$TMP/"
+REV=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)$(cd "$REPO" && git diff --quiet HEAD 2>/dev/null || echo "+dirty")
+echo "== oxidns $REV ($("$TMP/oxidns" -version | head -1)), built $(date -u -r "$REPO/target/release/oxidns" +%FT%TZ), sha256 $(sha256sum "$TMP/oxidns" | cut -c1-12), snapshot $TMP/oxidns"
+echo "== $(date -u +%FT%TZ)  $(uname -srm)  nproc=$(nproc)  loadavg: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== SERVERS=\"$SERVERS\" + oxidns   DUR=$DUR REPS=$REPS   WORK=$WORK"
+
+# One EXTRA line: NAME PORT COMMAND (run by `bash -c` with ZONE ORIGIN PORT RUN exported).
+EXTRA="oxidns $OXIDNS_PORT printf '%s:%s {\n    bind 127.0.0.1\n    file %s\n}\n' \"\$ORIGIN\" \"\$PORT\" \"\$ZONE\" > \"\$RUN/Corefile\" && TOKIO_WORKER_THREADS=1 exec $TMP/oxidns -quiet -conf \"\$RUN/Corefile\""
+export EXTRA
+
+mkdir -p "$WORK"
+RESULTS=$WORK/results.tsv
+START=$( [ -f "$RESULTS" ] && wc -l <"$RESULTS" || echo 1 )   # rows after this line are ours
+bash "$TMP/peers.sh" auth
+rc=$?
+echo
+echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 "$HERE/report.py" "$RESULTS" --skip "$START"
+exit $rc
