@@ -95,6 +95,24 @@ pub struct BlockSettings {
     pub(crate) lifecycles: Vec<(&'static str, Arc<dyn Lifecycle>)>,
 }
 
+impl Block {
+    /// The block's listeners as CoreDNS labels servers in metrics, with each zone.
+    pub fn served(&self) -> Vec<(String, &Name)> {
+        let mut served = Vec::new();
+        for key in &self.keys {
+            for zone in &key.zones {
+                if self.listen_addrs.is_empty() {
+                    served.push((format!("dns://:{}", key.port), zone));
+                }
+                for addr in &self.listen_addrs {
+                    served.push((format!("dns://{}", SocketAddr::new(*addr, key.port)), zone));
+                }
+            }
+        }
+        served
+    }
+}
+
 /// A server block ready to serve.
 pub struct Block {
     pub keys: Vec<ZoneKey>,
@@ -102,6 +120,8 @@ pub struct Block {
     pub listen_addrs: Vec<IpAddr>,
     pub debug: bool,
     pub reload: Option<(Duration, Duration)>,
+    /// The plugins this block's Corefile names, in execution order.
+    pub plugins: Vec<&'static str>,
     pub chain: Arc<[Arc<dyn Handler>]>,
     pub lifecycles: Vec<(&'static str, Arc<dyn Lifecycle>)>,
 }
@@ -265,6 +285,7 @@ fn build_block(
         handlers: Vec::new(),
         lifecycles: Vec::new(),
     };
+    let mut enabled = Vec::new();
     for plugin in plugins {
         let directives: Vec<Directive> = server_block
             .directives
@@ -275,6 +296,7 @@ fn build_block(
         if directives.is_empty() {
             continue;
         }
+        enabled.push(plugin.name);
         let mut setup = Setup {
             name: plugin.name,
             directives: &directives,
@@ -293,6 +315,7 @@ fn build_block(
         listen_addrs: settings.listen_addrs,
         debug: settings.debug,
         reload: settings.reload,
+        plugins: enabled,
         chain: settings.handlers.into(),
         lifecycles: settings.lifecycles,
     })

@@ -38,12 +38,13 @@ pub trait Handler: Send + Sync + 'static {
 /// The rest of the chain after the running handler.
 #[derive(Clone, Copy)]
 pub struct Next<'a> {
-    chain: &'a [Arc<dyn Handler>],
+    chain: &'a Arc<[Arc<dyn Handler>]>,
+    start: usize,
 }
 
 impl<'a> Next<'a> {
-    pub(crate) fn new(chain: &'a [Arc<dyn Handler>]) -> Self {
-        Next { chain }
+    pub(crate) fn new(chain: &'a Arc<[Arc<dyn Handler>]>) -> Self {
+        Next { chain, start: 0 }
     }
 
     /// Runs the next handler; with none left, fails as CoreDNS does (SERVFAIL).
@@ -51,8 +52,14 @@ impl<'a> Next<'a> {
     where
         'a: 'r,
     {
-        match self.chain.split_first() {
-            Some((first, rest)) => first.serve(request, Next { chain: rest }),
+        match self.chain.get(self.start) {
+            Some(handler) => handler.serve(
+                request,
+                Next {
+                    chain: self.chain,
+                    start: self.start + 1,
+                },
+            ),
             None => Box::pin(std::future::ready(Err(PluginError::new(
                 "chain",
                 "no next plugin found",
@@ -67,7 +74,7 @@ impl<'a> Next<'a> {
     where
         'a: 'r,
     {
-        if self.chain.is_empty() {
+        if self.is_empty() {
             return Box::pin(std::future::ready(Ok(Response::new(Rcode::REFUSED))));
         }
         self.serve(request)
@@ -75,7 +82,38 @@ impl<'a> Next<'a> {
 
     /// Whether any handler follows.
     pub fn is_empty(&self) -> bool {
-        self.chain.is_empty()
+        self.start >= self.chain.len()
+    }
+
+    /// The rest of the chain as a value a background task can keep (cache
+    /// prefetch, serve-stale refreshes): one reference count, no copy.
+    pub fn to_owned(&self) -> OwnedNext {
+        OwnedNext {
+            chain: self.chain.clone(),
+            start: self.start,
+        }
+    }
+}
+
+/// [`Next`] that owns its chain.
+#[derive(Clone)]
+pub struct OwnedNext {
+    chain: Arc<[Arc<dyn Handler>]>,
+    start: usize,
+}
+
+impl OwnedNext {
+    /// A whole chain, from its first handler.
+    pub fn new(chain: Arc<[Arc<dyn Handler>]>) -> OwnedNext {
+        OwnedNext { chain, start: 0 }
+    }
+
+    pub fn serve<'r>(&'r self, request: &'r mut Request) -> HandlerFuture<'r> {
+        Next {
+            chain: &self.chain,
+            start: self.start,
+        }
+        .serve(request)
     }
 }
 

@@ -141,6 +141,7 @@ async fn run_chain(block: &Block, request: &mut Request) -> Response {
         match AssertUnwindSafe(chain.serve(request)).catch_unwind().await {
             Ok(result) => result,
             Err(_) => {
+                metrics::counter!("coredns_panics_total").increment(1);
                 tracing::error!("recovered from a panic while answering; sent SERVFAIL");
                 return Response::new(Rcode::SERVFAIL);
             }
@@ -211,6 +212,7 @@ impl Server {
         }
         server.config = Arc::new(config);
         crate::state::set_running(Some(server.config.clone()));
+        report_enabled_plugins(None, &server.config);
         Ok(server)
     }
 
@@ -300,6 +302,7 @@ impl Server {
         self.listeners = kept;
         let old = std::mem::replace(&mut self.config, Arc::new(config));
         crate::state::set_running(Some(self.config.clone()));
+        report_enabled_plugins(Some(&old), &self.config);
         self.tracker.spawn(async move {
             tokio::time::sleep(grace).await;
             stop_lifecycles(old.clone_lifecycles()).await;
@@ -332,6 +335,32 @@ impl Server {
         drop(self.listeners);
         crate::state::set_running(None);
         stop_lifecycles(self.config.clone_lifecycles()).await;
+    }
+}
+
+/// `coredns_plugin_enabled`: 1 for each plugin of each served zone, 0 for
+/// those a reload removed.
+fn report_enabled_plugins(old: Option<&Config>, new: &Config) {
+    let enabled = |config: &Config| {
+        let mut set = Vec::new();
+        for block in &config.blocks {
+            for (server, zone) in block.served() {
+                for name in &block.plugins {
+                    set.push((server.clone(), oxidns_proto::name_text(zone), *name));
+                }
+            }
+        }
+        set
+    };
+    let now = enabled(new);
+    if let Some(old) = old {
+        for gone in enabled(old).into_iter().filter(|e| !now.contains(e)) {
+            let (server, zone, name) = gone;
+            metrics::gauge!("coredns_plugin_enabled", "server" => server, "zone" => zone, "view" => "", "name" => name).set(0.0);
+        }
+    }
+    for (server, zone, name) in now {
+        metrics::gauge!("coredns_plugin_enabled", "server" => server, "zone" => zone, "view" => "", "name" => name).set(1.0);
     }
 }
 
@@ -390,7 +419,10 @@ fn new_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<So
     if addr.is_ipv6() {
         socket.set_only_v6(!addr.ip().is_unspecified())?;
     }
-    socket.set_reuse_address(true)?;
+    // TCP needs it to rebind over connections in TIME_WAIT. UDP must not have
+    // it: on Linux it would let a second process bind the same port and take
+    // its queries, where "address in use" is the right answer.
+    socket.set_reuse_address(kind == Type::STREAM)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket)
@@ -671,6 +703,7 @@ mod tests {
             listen_addrs: vec![],
             debug: false,
             reload: None,
+            plugins: vec![],
             chain: vec![Arc::new(PassOn) as Arc<dyn Handler>].into(),
             lifecycles: vec![],
         };

@@ -75,7 +75,8 @@ pub async fn serve_chain(
     chain: &[Arc<dyn Handler>],
     request: &mut Request,
 ) -> Result<Response, PluginError> {
-    Next::new(chain).serve(request).await
+    let chain: Arc<[Arc<dyn Handler>]> = chain.into();
+    Next::new(&chain).serve(request).await
 }
 
 /// Builds a config from Corefile text with the given plugins (in this order).

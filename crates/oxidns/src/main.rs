@@ -85,6 +85,8 @@ pub struct Loaded {
     pub config: Config,
     /// The Corefile and every file it imports; empty for the built-in default.
     pub sources: Vec<PathBuf>,
+    /// Their SHA-512 as read, so that a change made while starting is noticed.
+    pub digest: String,
 }
 
 /// The Corefile named by `-conf`, else `./Corefile`, else CoreDNS's default
@@ -102,17 +104,28 @@ fn read_corefile(cli: &Cli) -> Result<(Vec<ServerBlock>, Vec<PathBuf>), ConfigEr
 }
 
 fn load_config(cli: &Cli) -> Result<Loaded, Vec<ConfigError>> {
+    // The digest is taken first: a change after it is seen by the next check.
+    let (_, sources) = read_corefile(cli).map_err(|e| vec![e])?;
+    let digest = reload::digest(&sources);
     let (blocks, sources) = read_corefile(cli).map_err(|e| vec![e])?;
     let options = Options {
         dns_port: cli.dns_port,
     };
     let config = build(&blocks, plugins::PLUGINS, &options)?;
-    Ok(Loaded { config, sources })
+    Ok(Loaded {
+        config,
+        sources,
+        digest,
+    })
 }
 
 async fn serve(loaded: Loaded, cli: &Cli) -> ExitCode {
     let banner = banner_lines(&loaded.config);
-    let Loaded { config, sources } = loaded;
+    let Loaded {
+        config,
+        sources,
+        digest,
+    } = loaded;
     let mut signals = match reload::Signals::install() {
         Ok(signals) => signals,
         Err(e) => {
@@ -148,7 +161,7 @@ async fn serve(loaded: Loaded, cli: &Cli) -> ExitCode {
         }
         println!("{}", version_text());
     }
-    let mut watcher = reload::Watcher::new(sources);
+    let mut watcher = reload::Watcher::new(sources, digest);
     watcher
         .run(&mut server, &mut signals, || load_config(cli))
         .await;

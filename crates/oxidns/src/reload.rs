@@ -46,8 +46,7 @@ enum Trigger {
 }
 
 impl Watcher {
-    pub fn new(sources: Vec<PathBuf>) -> Watcher {
-        let digest = digest(&sources);
+    pub fn new(sources: Vec<PathBuf>, digest: String) -> Watcher {
         if !sources.is_empty() {
             tracing::info!(target: "plugin/reload", "Running configuration SHA512 = {digest}");
             metrics::gauge!("coredns_reload_version_info", "hash" => "sha512", "value" => digest.clone())
@@ -105,7 +104,7 @@ impl Watcher {
         }
         logging::set_debug(debug);
         self.sources = loaded.sources;
-        self.digest = self::digest(&self.sources);
+        self.digest = loaded.digest;
         tracing::info!(target: "plugin/reload", "Running configuration SHA512 = {}", self.digest);
         metrics::gauge!("coredns_reload_version_info", "hash" => "sha512", "value" => self.digest.clone())
             .set(1.0);
@@ -133,7 +132,7 @@ async fn sleep_or_forever(wait: Option<Duration>) {
 }
 
 /// SHA-512 over the contents of every source file, in order (a missing file counts as empty).
-fn digest(sources: &[PathBuf]) -> String {
+pub fn digest(sources: &[PathBuf]) -> String {
     let mut context = ring::digest::Context::new(&ring::digest::SHA512);
     for path in sources {
         context.update(path.to_string_lossy().as_bytes());

@@ -116,10 +116,7 @@ fn a_missing_conf_file_is_an_error() {
 #[test]
 fn without_a_corefile_whoami_and_log_serve_the_dns_port() {
     let dir = TempDir::new("cli");
-    let port = {
-        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = free_fixed_port();
     let child = Command::new(binary())
         .args(["-dns.port", &port.to_string()])
         .current_dir(&dir.0)
@@ -171,10 +168,7 @@ fn sigterm_finishes_and_exits_zero_removing_the_pidfile() {
 #[test]
 fn quiet_suppresses_the_banner() {
     let dir = TempDir::new("cli");
-    let port = {
-        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = free_fixed_port();
     dir.write("Corefile", &format!(".:{port} {{\n whoami\n}}\n"));
     let child = Command::new(binary())
         .arg("-quiet")

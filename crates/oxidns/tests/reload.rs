@@ -11,16 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn free_port() -> u16 {
-    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = probe.local_addr().unwrap().port();
-    let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
-    if tcp.is_err() {
-        return free_port();
-    }
-    port
-}
-
 fn version(addr: SocketAddr, over_tcp: bool) -> Option<String> {
     let message = query_class("version.bind", Rtype::TXT, Class::CH);
     let response = if over_tcp {
@@ -60,10 +50,10 @@ fn wait_until(server: &Oxidns, what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn twenty_reloads_under_load_lose_no_query() {
-    let main_port = free_port();
-    let mut extra_port = free_port();
+    let main_port = free_fixed_port();
+    let mut extra_port = free_fixed_port();
     while extra_port == main_port {
-        extra_port = free_port();
+        extra_port = free_fixed_port();
     }
     let corefile = |generation: usize, extra: bool| {
         let mut text = format!(".:{main_port} {{\n bind 127.0.0.1\n chaos v{generation}\n}}\n");
@@ -160,21 +150,25 @@ fn twenty_reloads_under_load_lose_no_query() {
 
 #[test]
 fn the_reload_plugin_notices_a_changed_import() {
-    let port = free_port();
     let server_dir = TempDir::new("reload-import");
     server_dir.write("answers.conf", "chaos first\n");
     let corefile = format!(
-        ".:{port} {{\n bind 127.0.0.1\n reload 2s 1s\n import {}\n}}\n",
+        ".:0 {{\n bind 127.0.0.1\n reload 2s 1s\n import {}\n}}\n",
         server_dir.0.join("answers.conf").display()
     );
     let server = Oxidns::start(&corefile);
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let addr = server.addr();
     assert_eq!(version(addr, false).as_deref(), Some("\"first\""));
     server_dir.write("answers.conf", "chaos second\n");
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline && version(addr, false).as_deref() != Some("\"second\"") {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(version(addr, false).as_deref(), Some("\"second\""));
+    assert_eq!(
+        version(addr, false).as_deref(),
+        Some("\"second\""),
+        "server said:\n{}",
+        server.output().join("\n")
+    );
     drop(server);
 }

@@ -297,3 +297,21 @@ pub fn run(program: &str, args: &[&str], cwd: &Path) -> (String, String, i32) {
         output.status.code().unwrap_or(-1),
     )
 }
+
+/// A port free for UDP and TCP, below Linux's ephemeral range (32768–60999),
+/// so that no client socket of a concurrent test can be handed it before the
+/// server under test binds it.
+pub fn free_fixed_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 500) * 20;
+    for _ in 0..2_000 {
+        let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (base + offset % 10_000) as u16;
+        let udp = UdpSocket::bind(("::", port));
+        let tcp = std::net::TcpListener::bind(("::", port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
+}

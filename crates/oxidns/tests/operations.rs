@@ -1,0 +1,160 @@
+//! What an operator watches: metrics that add up after traffic, health with
+//! lameduck, readiness — through the real binary over loopback.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A plain HTTP GET; `None` if nothing listens.
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+/// Sums a metric's samples whose label set contains every `labels` pair.
+fn sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|pair| l.contains(pair)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn metrics_after_traffic_add_up_by_rcode() {
+    let port = free_fixed_port();
+    let server = Oxidns::start(&format!(
+        "example.org:0 {{\n prometheus 127.0.0.1:{port}\n whoami\n}}\nexample.net:0 {{\n prometheus 127.0.0.1:{port}\n}}\n"
+    ));
+    for i in 0..5 {
+        udp(
+            server.addr(),
+            &query(&format!("q{i}.example.org"), Rtype::A),
+        );
+    }
+    for _ in 0..2 {
+        tcp(server.addr(), &query("example.org", Rtype::AAAA));
+    }
+    for _ in 0..3 {
+        // A block whose chain has nothing to answer with: SERVFAIL, still counted.
+        udp(server.addr(), &query("example.net", Rtype::TXT));
+    }
+    let metrics = http_get(([127, 0, 0, 1], port).into(), "/metrics").expect("metrics served");
+    let requests = sum(&metrics, "coredns_dns_requests_total", &[]);
+    let responses = sum(&metrics, "coredns_dns_responses_total", &[]);
+    assert_eq!(requests, 10.0, "{metrics}");
+    assert_eq!(responses, requests, "every request has a response");
+    assert_eq!(
+        sum(
+            &metrics,
+            "coredns_dns_responses_total",
+            &["rcode=\"NOERROR\""]
+        ),
+        7.0
+    );
+    assert_eq!(
+        sum(
+            &metrics,
+            "coredns_dns_responses_total",
+            &["rcode=\"SERVFAIL\""]
+        ),
+        3.0
+    );
+    assert_eq!(
+        sum(
+            &metrics,
+            "coredns_dns_requests_total",
+            &["proto=\"tcp\"", "type=\"AAAA\""]
+        ),
+        2.0
+    );
+    assert_eq!(
+        sum(
+            &metrics,
+            "coredns_dns_requests_total",
+            &["zone=\"example.net.\"", "type=\"TXT\""]
+        ),
+        3.0
+    );
+    assert_eq!(
+        sum(&metrics, "coredns_dns_request_duration_seconds_count", &[]),
+        10.0
+    );
+    assert_eq!(
+        sum(
+            &metrics,
+            "coredns_plugin_enabled",
+            &["zone=\"example.org.\"", "name=\"whoami\""]
+        ),
+        1.0
+    );
+    for name in [
+        "coredns_build_info",
+        "coredns_dns_response_size_bytes_bucket",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(metrics.contains(name), "{name} missing");
+    }
+}
+
+#[test]
+fn health_answers_ok_and_lameduck_keeps_serving_after_sigterm() {
+    let port = free_fixed_port();
+    let mut server = Oxidns::start(&format!(
+        ".:0 {{\n health 127.0.0.1:{port} {{\n  lameduck 2s\n }}\n whoami\n}}\n"
+    ));
+    let health: SocketAddr = ([127, 0, 0, 1], port).into();
+    let response = http_get(health, "/health").expect("health served");
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.ends_with("OK"),
+        "{response}"
+    );
+    // SAFETY: kill(2) on the PID of a child this test started.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "still running in lameduck"
+    );
+    let got = udp(server.addr(), &query("example.org", Rtype::A));
+    assert_eq!(
+        got.response.rcode,
+        OptRcode::NOERROR,
+        "still answering in lameduck"
+    );
+    assert!(http_get(health, "/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not exit after lameduck");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+}
+
+#[test]
+fn ready_answers_ok_when_everything_is_loaded() {
+    let port = free_fixed_port();
+    let server = Oxidns::start(&format!(".:0 {{\n ready 127.0.0.1:{port}\n whoami\n}}\n"));
+    let response = http_get(([127, 0, 0, 1], port).into(), "/ready").expect("ready served");
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.ends_with("OK"),
+        "{response}"
+    );
+    drop(server);
+}

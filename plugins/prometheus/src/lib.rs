@@ -1,0 +1,243 @@
+//! `prometheus [ADDRESS]`: CoreDNS's metrics, with the same names, labels
+//! and histogram buckets, in Prometheus text format on `GET /metrics`
+//! (default `localhost:9153`), plus the process metrics.
+//!
+//! Plugins record through the `metrics` facade; this plugin installs the
+//! one process-wide recorder, records the per-request server metrics as each
+//! response is written, and serves the scrape. Several server blocks may
+//! share one address.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use oxidns_server::http::{self, Reply, Route};
+use oxidns_server::proto::{Response, Rtype, name_text};
+use oxidns_server::{
+    ConfigError, Handler, HandlerFuture, HookFuture, Lifecycle, Next, PluginEntry, Request, Setup,
+};
+
+pub const PLUGIN: PluginEntry = PluginEntry {
+    name: "prometheus",
+    setup,
+};
+
+const DEFAULT_ADDRESS: &str = "localhost:9153";
+
+/// CoreDNS's duration buckets: 0.25 ms doubling 16 times.
+fn duration_buckets() -> Vec<f64> {
+    (0..16).map(|i| 0.00025 * f64::from(1u32 << i)).collect()
+}
+
+/// CoreDNS's message size buckets, in bytes.
+const SIZE_BUCKETS: [f64; 14] = [
+    0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0, 16e3, 32e3, 48e3, 64e3,
+];
+
+/// Query types CoreDNS counts by name; every other type is "other".
+const MONITORED_TYPES: [Rtype; 18] = [
+    Rtype::A,
+    Rtype::AAAA,
+    Rtype::NS,
+    Rtype::PTR,
+    Rtype::SOA,
+    Rtype::CNAME,
+    Rtype::MX,
+    Rtype::TXT,
+    Rtype::SRV,
+    Rtype::DS,
+    Rtype::DNSKEY,
+    Rtype::RRSIG,
+    Rtype::NSEC,
+    Rtype::NSEC3,
+    Rtype::HTTPS,
+    Rtype::IXFR,
+    Rtype::AXFR,
+    Rtype::ANY,
+];
+
+struct Exporter {
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
+
+static EXPORTER: OnceLock<Option<Exporter>> = OnceLock::new();
+
+/// Installs the process-wide recorder once; later calls reuse it.
+fn exporter() -> Option<&'static Exporter> {
+    EXPORTER
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_duration_seconds".into()),
+                    &duration_buckets(),
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_size_bytes".into()), &SIZE_BUCKETS)
+                })
+                .ok()?;
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            let process = metrics_process::Collector::default();
+            process.describe();
+            metrics::gauge!(
+                "coredns_build_info",
+                "version" => env!("CARGO_PKG_VERSION"),
+                "revision" => "",
+                "goversion" => "rustc"
+            )
+            .set(1.0);
+            Some(Exporter { handle, process })
+        })
+        .as_ref()
+}
+
+fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
+    let directive = setup.single()?;
+    directive.no_block()?;
+    let args = directive.args_between(0, 1)?;
+    let text = args.first().map_or(DEFAULT_ADDRESS, |t| t.text.as_str());
+    let addr = http::parse_address(text).map_err(|e| directive.error(e))?;
+    if exporter().is_none() {
+        return Err(directive.error("cannot install the metrics recorder"));
+    }
+    setup.add_handler(Arc::new(RequestMetrics));
+    setup.add_lifecycle(Arc::new(Scrape {
+        addr,
+        route: Mutex::new(None),
+    }));
+    Ok(())
+}
+
+/// The text of a scrape: every metric recorded so far, and the process's.
+pub fn render() -> String {
+    match exporter() {
+        Some(exporter) => {
+            exporter.process.collect();
+            exporter.handle.render()
+        }
+        None => String::new(),
+    }
+}
+
+struct Scrape {
+    addr: std::net::SocketAddr,
+    route: Mutex<Option<Route>>,
+}
+
+impl Lifecycle for Scrape {
+    fn startup(&self) -> HookFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let handler = Arc::new(|| Reply {
+                status: 200,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: render(),
+            });
+            let route = http::register(self.addr, "/metrics", handler)
+                .await
+                .map_err(|e| e.to_string())?;
+            *self.route.lock().unwrap_or_else(|e| e.into_inner()) = Some(route);
+            Ok(())
+        })
+    }
+
+    fn shutdown(&self) -> HookFuture<'_, ()> {
+        self.route.lock().unwrap_or_else(|e| e.into_inner()).take();
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// Records CoreDNS's per-request server metrics once the response is written.
+struct RequestMetrics;
+
+impl Handler for RequestMetrics {
+    fn name(&self) -> &'static str {
+        "prometheus"
+    }
+
+    fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
+        let started = Instant::now();
+        request.on_written(move |request, response, wire| record(request, response, wire, started));
+        next.serve(request)
+    }
+}
+
+fn type_label(rtype: Rtype) -> String {
+    if MONITORED_TYPES.contains(&rtype) {
+        rtype.to_string()
+    } else {
+        "other".to_owned()
+    }
+}
+
+fn record(request: &Request, response: &Response, wire: &[u8], started: Instant) {
+    let server = request.server.to_string();
+    let zone = name_text(&request.zone);
+    let proto = request.transport.as_str();
+    let family = if request.client.is_ipv4() { "1" } else { "2" };
+    let qtype = type_label(request.qtype());
+    metrics::counter!("coredns_dns_requests_total", "server" => server.clone(), "zone" => zone.clone(), "view" => "", "proto" => proto, "family" => family, "type" => qtype.clone()).increment(1);
+    if request.query.dnssec_ok() {
+        metrics::counter!("coredns_dns_do_requests_total", "server" => server.clone(), "zone" => zone.clone(), "view" => "").increment(1);
+    }
+    metrics::histogram!("coredns_dns_request_size_bytes", "server" => server.clone(), "zone" => zone.clone(), "view" => "", "proto" => proto).record(request.size() as f64);
+    metrics::histogram!("coredns_dns_request_duration_seconds", "server" => server.clone(), "zone" => zone.clone(), "view" => "", "type" => qtype).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("coredns_dns_response_size_bytes", "server" => server.clone(), "zone" => zone.clone(), "view" => "", "proto" => proto).record(wire.len() as f64);
+    // The rcode as sent: the header's 4 bits, or the extended code from OPT.
+    let rcode = response.rcode.to_string();
+    metrics::counter!("coredns_dns_responses_total", "server" => server, "zone" => zone, "view" => "", "rcode" => rcode, "plugin" => "").increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxidns_server::proto::Rcode;
+    use oxidns_server::test_util::{Fixed, config, config_error, request};
+
+    #[test]
+    fn buckets_are_coredns_s() {
+        let buckets = duration_buckets();
+        assert_eq!(buckets.len(), 16);
+        assert!((buckets[0] - 0.00025).abs() < 1e-12);
+        assert!((buckets[15] - 8.192).abs() < 1e-9);
+    }
+
+    #[test]
+    fn unmonitored_types_are_other() {
+        assert_eq!(type_label(Rtype::A), "A");
+        assert_eq!(type_label(Rtype::HINFO), "other");
+    }
+
+    #[tokio::test]
+    async fn a_written_response_is_counted_by_server_zone_type_and_rcode() {
+        let config = config(". {\n prometheus :0\n}", &[PLUGIN]).unwrap();
+        let mut chain = config.blocks[0].chain.to_vec();
+        chain.push(Arc::new(Fixed(Response::new(Rcode::NXDOMAIN))));
+        let mut req = request("metrics-test.example", Rtype::MX);
+        let response = oxidns_server::test_util::serve_chain(&chain, &mut req)
+            .await
+            .unwrap();
+        let _ = req.finish(&response);
+        let text = render();
+        assert!(
+            text.contains(r#"coredns_dns_requests_total{server="dns://:53",zone=".",view="",proto="udp",family="1",type="MX"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"rcode="NXDOMAIN""#), "{text}");
+        assert!(
+            text.contains("coredns_dns_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.contains("coredns_build_info"), "{text}");
+        assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    }
+
+    #[test]
+    fn mistakes_are_refused_at_their_line() {
+        assert_eq!(
+            config_error(". {\n prometheus 9153\n}", &[PLUGIN]),
+            "Corefile:2: prometheus: invalid address '9153': expected [HOST]:PORT"
+        );
+    }
+}
