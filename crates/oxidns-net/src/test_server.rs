@@ -53,6 +53,7 @@ struct State {
     tcp_queries: AtomicUsize,
     tcp_connections: AtomicUsize,
     last_query: Mutex<Option<Query>>,
+    by_type: Mutex<std::collections::HashMap<Rtype, usize>>,
 }
 
 /// A DNS server on 127.0.0.1 (UDP and TCP on one port), or DoT on TCP.
@@ -137,6 +138,17 @@ impl TestServer {
         self.state.tcp_connections.load(Ordering::Relaxed)
     }
 
+    /// Queries received of this type (health checks are NS queries).
+    pub fn queries_for(&self, qtype: Rtype) -> usize {
+        self.state
+            .by_type
+            .lock()
+            .unwrap()
+            .get(&qtype)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The last query received, as parsed.
     pub fn last_query(&self) -> Option<Query> {
         self.state.last_query.lock().unwrap().clone()
@@ -152,6 +164,7 @@ impl State {
             tcp_queries: AtomicUsize::new(0),
             tcp_connections: AtomicUsize::new(0),
             last_query: Mutex::new(None),
+            by_type: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -160,6 +173,7 @@ impl State {
         let Ok(query) = Query::parse(bytes::Bytes::copy_from_slice(bytes)) else {
             return Some((Duration::ZERO, Vec::new()));
         };
+        *self.by_type.lock().unwrap().entry(query.qtype).or_default() += 1;
         *self.last_query.lock().unwrap() = Some(query.clone());
         let behaviour = self.behaviour.lock().unwrap().clone();
         let limit = if udp {
@@ -248,7 +262,9 @@ async fn serve_udp(socket: UdpSocket, state: Arc<State>) {
         };
         let socket = socket.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             for reply in replies {
                 let _ = socket.send_to(&reply, from).await;
             }
@@ -266,6 +282,7 @@ async fn serve_tcp(
             continue;
         };
         state.tcp_connections.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
         let state = state.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -297,7 +314,9 @@ async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc
         let Some((delay, replies)) = state.reply(&message, false) else {
             return;
         };
-        tokio::time::sleep(delay).await;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         for reply in replies {
             let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
             framed.extend_from_slice(&reply);

@@ -6,9 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use oxidns_proto::{
-    Class, Edns, Name, Opcode, OptRcode, Query, ReceivedResponse, Response, Rtype,
-};
+use oxidns_proto::{Class, Edns, Name, Opcode, OptRcode, Query, ReceivedResponse, Response, Rtype};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -398,7 +396,9 @@ impl Upstream {
             }
             tracing::debug!(upstream = %addr, "ignored a datagram that does not answer our query");
         }
-        Err(ExchangeError::BadResponse("too many datagrams that do not match"))
+        Err(ExchangeError::BadResponse(
+            "too many datagrams that do not match",
+        ))
     }
 
     /// One TCP or TLS try (RFC 7766, RFC 7858) on a pooled connection, or a
@@ -426,15 +426,14 @@ impl Upstream {
             let mut conn = match pooled {
                 Some(conn) => conn,
                 // Connecting takes one RTT, and a TLS handshake one or two more.
-                None => tokio::time::timeout(
-                    (timeout * 3).min(2 * MAX_TIMEOUT),
-                    self.connect(protocol),
-                )
-                .await
-                .map_err(|_| {
-                    self.inner.rtt.timed_out();
-                    ExchangeError::Timeout
-                })??,
+                None => {
+                    tokio::time::timeout((timeout * 3).min(2 * MAX_TIMEOUT), self.connect(protocol))
+                        .await
+                        .map_err(|_| {
+                            self.inner.rtt.timed_out();
+                            ExchangeError::Timeout
+                        })??
+                }
             };
             self.observe(protocol, reused);
             match self.query_on(&mut conn, query, timeout, reused).await {
@@ -494,11 +493,7 @@ impl Upstream {
         .await
         .map_err(|_| timed_out())?;
         if let Err(e) = written {
-            return Err(if reused {
-                StreamError::Stale
-            } else {
-                e.into()
-            });
+            return Err(if reused { StreamError::Stale } else { e.into() });
         }
         let mut first = true;
         for _ in 0..MAX_IGNORED {

@@ -10,8 +10,8 @@ use oxidns_net::rustls;
 use oxidns_net::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use oxidns_net::test_server::{Behaviour, Knot, TestServer};
 use oxidns_net::{
-    ExchangeError, ExchangeOptions, OutgoingQuery, Protocol, TlsSettings, Upstream,
-    UpstreamConfig, tls_client_config,
+    ExchangeError, ExchangeOptions, OutgoingQuery, Protocol, TlsSettings, Upstream, UpstreamConfig,
+    tls_client_config,
 };
 use oxidns_proto::{OptRcode, RecordData, Rtype, name_from_str};
 
@@ -38,12 +38,9 @@ async fn exchange(
     q: &OutgoingQuery,
     protocol: Protocol,
 ) -> Result<oxidns_net::Exchanged, ExchangeError> {
-    tokio::time::timeout(
-        BOUND,
-        upstream.exchange(q, ExchangeOptions::new(protocol)),
-    )
-    .await
-    .expect("the exchange ends within its bound")
+    tokio::time::timeout(BOUND, upstream.exchange(q, ExchangeOptions::new(protocol)))
+        .await
+        .expect("the exchange ends within its bound")
 }
 
 #[tokio::test]
@@ -317,7 +314,12 @@ async fn many_concurrent_udp_queries_all_match() {
     }
     let mut ok = 0;
     for task in tasks {
-        if tokio::time::timeout(BOUND, task).await.unwrap().unwrap().is_ok() {
+        if tokio::time::timeout(BOUND, task)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_ok()
+        {
             ok += 1;
         }
     }
@@ -457,4 +459,59 @@ fn observer_type_is_usable_across_threads() {
         .join()
         .unwrap();
     assert_eq!(count.load(Ordering::Relaxed), 1);
+}
+
+/// Not run by default: `cargo test -p oxidns-net --release -- --ignored --nocapture throughput`.
+/// Prints queries per second, one query at a time, per transport: pooled
+/// TCP/TLS against a new connection per query (expire 0).
+#[tokio::test]
+#[ignore]
+async fn throughput_of_one_query_at_a_time() {
+    const N: u32 = 500;
+    let server = TestServer::start(Behaviour::Answer).await;
+    let dot = dot_server().await;
+    let q = query("www.example.org", Rtype::A);
+    let no_reuse = |addr, tls| {
+        Upstream::new(
+            addr,
+            UpstreamConfig {
+                expire: Some(Duration::ZERO),
+                tls,
+                ..UpstreamConfig::default()
+            },
+        )
+    };
+    let tls_settings = TlsSettings::new(
+        tls_client_config(None, Some(&dot.ca)).unwrap(),
+        Some("dns.test"),
+        dot.server.addr.ip(),
+    )
+    .unwrap();
+    let cases = [
+        ("udp", upstream(server.addr), Protocol::Udp),
+        ("tcp pooled", upstream(server.addr), Protocol::Tcp),
+        ("tcp new conn", no_reuse(server.addr, None), Protocol::Tcp),
+        (
+            "tls pooled",
+            tls_upstream(&dot, Some("dns.test")),
+            Protocol::Tls,
+        ),
+        (
+            "tls new conn",
+            no_reuse(dot.server.addr, Some(tls_settings)),
+            Protocol::Tls,
+        ),
+    ];
+    for (label, up, protocol) in cases {
+        let started = Instant::now();
+        for _ in 0..N {
+            exchange(&up, &q, protocol).await.unwrap();
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "{label:>13}: {:>7.0} q/s ({:?} per query)",
+            f64::from(N) / elapsed.as_secs_f64(),
+            elapsed / N
+        );
+    }
 }
