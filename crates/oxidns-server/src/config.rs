@@ -93,6 +93,8 @@ pub struct BlockSettings {
     pub reload: Option<(Duration, Duration)>,
     pub(crate) handlers: Vec<Arc<dyn Handler>>,
     pub(crate) lifecycles: Vec<(&'static str, Arc<dyn Lifecycle>)>,
+    /// Values plugins of this block share, one per type (see [`Setup::shared`]).
+    pub(crate) shared: Vec<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Block {
@@ -284,6 +286,7 @@ fn build_block(
         reload: None,
         handlers: Vec::new(),
         lifecycles: Vec::new(),
+        shared: Vec::new(),
     };
     let mut enabled = Vec::new();
     for plugin in plugins {

@@ -384,6 +384,23 @@ impl Setup<'_> {
         self.block.lifecycles.push((self.name, lifecycle));
     }
 
+    /// A value shared by the plugins of this server block, one per type,
+    /// created on first use: how plugins that must cooperate find each other
+    /// without depending on each other (e.g. `transfer` reaching the zones
+    /// that `file` and `secondary` serve). Setups run in plugin order, so a
+    /// plugin that reads what a later one adds must read it at start-up or
+    /// at query time, not during its own setup.
+    pub fn shared<T: Default + Send + Sync + 'static>(&mut self) -> Arc<T> {
+        for value in &self.block.shared {
+            if let Ok(found) = value.clone().downcast::<T>() {
+                return found;
+            }
+        }
+        let value = Arc::new(T::default());
+        self.block.shared.push(value.clone());
+        value
+    }
+
     /// A path from the Corefile, made absolute against the `root` directive.
     pub fn resolve_path(&self, path: &str) -> PathBuf {
         let path = Path::new(path);
@@ -392,5 +409,46 @@ impl Setup<'_> {
         } else {
             self.block.root.join(path)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::config;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Names(Mutex<Vec<&'static str>>);
+
+    fn first(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
+        setup.shared::<Names>().0.lock().unwrap().push("first");
+        Ok(())
+    }
+
+    fn second(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
+        let names = setup.shared::<Names>();
+        names.0.lock().unwrap().push("second");
+        assert_eq!(*names.0.lock().unwrap(), ["first", "second"]);
+        Ok(())
+    }
+
+    #[test]
+    fn plugins_of_a_block_share_one_value_per_type() {
+        let plugins = [
+            PluginEntry {
+                name: "first",
+                setup: first,
+            },
+            PluginEntry {
+                name: "second",
+                setup: second,
+            },
+        ];
+        config(
+            ". {\n second\n first\n}\nexample.org {\n first\n second\n}",
+            &plugins,
+        )
+        .unwrap();
     }
 }
