@@ -466,22 +466,43 @@ async fn serve_udp(
                 }
             },
         };
+        let message = Bytes::copy_from_slice(&buf[..len]);
+        let owned = listener.clone();
+        let mut answering =
+            Box::pin(async move { answer(&owned, message, client, Transport::Udp).await });
+        // Most answers (zones, cache hits) complete without waiting: answer
+        // those here and save a task per query; only answers that wait
+        // (an upstream, a slow plugin) get a task of their own.
+        if let Some(response) = (&mut answering).now_or_never() {
+            if let Some(response) = response {
+                send_udp(&socket, &response, client).await;
+            }
+            continue;
+        }
         if in_flight.load(Ordering::Relaxed) >= limits.max_udp_in_flight {
             continue;
         }
         in_flight.fetch_add(1, Ordering::Relaxed);
-        let message = Bytes::copy_from_slice(&buf[..len]);
         let socket = socket.clone();
-        let listener = listener.clone();
         let in_flight = in_flight.clone();
         tracker.spawn(async move {
-            if let Some(response) = answer(&listener, message, client, Transport::Udp).await
-                && let Err(e) = socket.send_to(&response, client).await
-            {
-                tracing::debug!("udp send to {client}: {e}");
+            if let Some(response) = answering.await {
+                send_udp(&socket, &response, client).await;
             }
             in_flight.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+}
+
+/// Sends a UDP response; a non-blocking attempt first, so the common case
+/// costs one system call and no wake-up.
+async fn send_udp(socket: &UdpSocket, response: &[u8], client: SocketAddr) {
+    let sent = match socket.try_send_to(response, client) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.send_to(response, client).await,
+        other => other,
+    };
+    if let Err(e) = sent {
+        tracing::debug!("udp send to {client}: {e}");
     }
 }
 

@@ -136,8 +136,12 @@ impl ZoneSet {
     /// The zone with the longest apex that contains `qname`.
     pub fn find(&self, qname: &Name) -> Option<Arc<ServedZone>> {
         let zones = self.zones.load();
-        let wire = qname.as_slice().to_ascii_lowercase();
-        // Length octets are below 64, so lower-casing never changes them.
+        // Lower-cased on the stack: this runs for every query. Length octets
+        // are below 64, so lower-casing never changes them.
+        let mut buffer = [0u8; 255];
+        let wire = &mut buffer[..qname.as_slice().len()];
+        wire.copy_from_slice(qname.as_slice());
+        wire.make_ascii_lowercase();
         let mut pos = 0;
         loop {
             if let Some(zone) = zones.get(&wire[pos..]) {

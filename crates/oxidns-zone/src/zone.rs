@@ -259,20 +259,28 @@ impl ZoneBuilder {
         let mut nodes = BTreeMap::new();
         let mut nsec3_nodes = Vec::new();
         let mut record_count = 0;
-        let mut first_lines = std::collections::HashMap::new();
+        // Descendants follow their ancestor directly in canonical order, so
+        // one pass marks delegations and what lies below them or a DNAME.
+        let mut occluder = Occluder::default();
         for (key, placed) in by_name {
             record_count += placed.len();
-            first_lines.insert(key.clone(), (placed[0].file.clone(), placed[0].line));
             let is_nsec3_owner = placed.iter().any(|p| p.record.rtype() == Rtype::NSEC3);
-            let node = self.node_from(placed);
+            let (file, line) = (placed[0].file.clone(), placed[0].line);
+            let mut node = self.node_from(placed);
             if is_nsec3_owner {
                 nsec3_nodes.push(node);
-            } else {
-                nodes.insert(key, node);
+                continue;
             }
+            if let Some(warning) = occluder.mark(&key, &mut node, &self.apex_key) {
+                self.warnings.push(ZoneProblem {
+                    file,
+                    line,
+                    message: warning,
+                });
+            }
+            nodes.insert(key, node);
         }
         self.add_empty_non_terminals(&mut nodes);
-        self.mark_cuts_and_occlusion(&mut nodes, &first_lines);
         let nsec3 = self.nsec3_chain(&nodes, nsec3_nodes, &first_file);
 
         if !self.errors.is_empty() {
@@ -442,6 +450,14 @@ impl ZoneBuilder {
                 .cloned()
                 .collect();
         }
+        // Most RRsets hold one or two records: without this, each would keep
+        // room for four (Vec's first growth), most of a zone's memory.
+        for rrset in &mut rrsets {
+            rrset.records.shrink_to_fit();
+            rrset.signatures.shrink_to_fit();
+        }
+        rrsets.shrink_to_fit();
+        signatures.shrink_to_fit();
         Node {
             name,
             rrsets,
@@ -480,46 +496,6 @@ impl ZoneBuilder {
                     cut: false,
                     occluded: false,
                 });
-        }
-    }
-
-    /// Marks delegations, and the names below them or below a DNAME
-    /// (descendants follow their ancestor directly in canonical order).
-    fn mark_cuts_and_occlusion(
-        &mut self,
-        nodes: &mut BTreeMap<CanonicalKey, Node>,
-        first_lines: &std::collections::HashMap<CanonicalKey, (Arc<str>, u32)>,
-    ) {
-        let mut occluder: Option<(Vec<u8>, &'static str)> = None;
-        for (node_key, node) in nodes.iter_mut() {
-            let key = node_key.as_bytes();
-            if let Some((above, why)) = &occluder {
-                if key.starts_with(above) {
-                    node.occluded = true;
-                    let glue_only = node.rrsets.iter().all(|r| {
-                        *why == "delegation" && [Rtype::A, Rtype::AAAA].contains(&r.rtype)
-                    });
-                    if !glue_only && let Some((file, line)) = first_lines.get(node_key) {
-                        self.warnings.push(ZoneProblem {
-                            file: file.clone(),
-                            line: *line,
-                            message: format!(
-                                "{} is below a {why} and will not be served",
-                                name_text(&node.name)
-                            ),
-                        });
-                    }
-                    continue;
-                }
-                occluder = None;
-            }
-            let is_apex = key == self.apex_key.as_bytes();
-            node.cut = !is_apex && node.rrset(Rtype::NS).is_some();
-            if node.cut {
-                occluder = Some((key.to_vec(), "delegation"));
-            } else if node.rrset(Rtype::DNAME).is_some() {
-                occluder = Some((key.to_vec(), "DNAME"));
-            }
         }
     }
 
@@ -575,6 +551,44 @@ impl ZoneBuilder {
             salt,
             by_hash,
         })
+    }
+}
+
+/// The delegation or DNAME the names being visited lie below, if any.
+#[derive(Default)]
+struct Occluder {
+    above: Option<(Vec<u8>, &'static str)>,
+}
+
+impl Occluder {
+    /// Sets the node's `cut` and `occluded` flags, visiting names in canonical
+    /// order; returns a warning for data that will not be served.
+    fn mark(&mut self, key: &CanonicalKey, node: &mut Node, apex: &CanonicalKey) -> Option<String> {
+        let key = key.as_bytes();
+        if let Some((above, why)) = &self.above {
+            if key.starts_with(above) {
+                node.occluded = true;
+                // Addresses below a delegation are glue; anything else is lost.
+                let glue_only = node
+                    .rrsets
+                    .iter()
+                    .all(|r| *why == "delegation" && [Rtype::A, Rtype::AAAA].contains(&r.rtype));
+                return (!glue_only).then(|| {
+                    format!(
+                        "{} is below a {why} and will not be served",
+                        name_text(&node.name)
+                    )
+                });
+            }
+            self.above = None;
+        }
+        node.cut = key != apex.as_bytes() && node.rrset(Rtype::NS).is_some();
+        if node.cut {
+            self.above = Some((key.to_vec(), "delegation"));
+        } else if node.rrset(Rtype::DNAME).is_some() {
+            self.above = Some((key.to_vec(), "DNAME"));
+        }
+        None
     }
 }
 
