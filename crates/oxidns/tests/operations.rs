@@ -158,3 +158,31 @@ fn ready_answers_ok_when_everything_is_loaded() {
     );
     drop(server);
 }
+
+#[test]
+fn health_probes_itself_into_the_metrics() {
+    let metrics_port = free_fixed_port();
+    let health_port = free_fixed_port();
+    let server = Oxidns::start(&format!(
+        ".:0 {{\n health 127.0.0.1:{health_port}\n prometheus 127.0.0.1:{metrics_port}\n whoami\n}}\n"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics =
+            http_get(([127, 0, 0, 1], metrics_port).into(), "/metrics").unwrap_or_default();
+        if sum(
+            &metrics,
+            "coredns_health_request_duration_seconds_count",
+            &[],
+        ) >= 1.0
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no health probe recorded:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(server);
+}

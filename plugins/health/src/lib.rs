@@ -2,8 +2,12 @@
 //! while the process runs; with `lameduck`, a shutdown keeps serving DNS for
 //! DURATION first, so load balancers can move traffic away.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
 
 use oxidns_server::duration::parse_go_duration;
 use oxidns_server::http::{self, Reply, Route};
@@ -36,14 +40,65 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
         addr,
         lameduck,
         route: Mutex::new(None),
+        stop: CancellationToken::new(),
     }));
     Ok(())
 }
 
 struct Health {
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     lameduck: Duration,
     route: Mutex<Option<Route>>,
+    stop: CancellationToken,
+}
+
+/// How often the endpoint probes itself, and how long a probe may take, as CoreDNS.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Asks our own `/health` once a second, as CoreDNS does, so that an
+/// overloaded process shows in `coredns_health_request_duration_seconds`
+/// and `coredns_health_request_failures_total`.
+async fn probe_forever(target: SocketAddr, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(PROBE_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let started = Instant::now();
+        match tokio::time::timeout(PROBE_TIMEOUT, probe(target)).await {
+            Ok(true) => metrics::histogram!("coredns_health_request_duration_seconds")
+                .record(started.elapsed().as_secs_f64()),
+            _ => metrics::counter!("coredns_health_request_failures_total").increment(1),
+        }
+    }
+}
+
+/// One `GET /health`; true on a 200 answer.
+async fn probe(target: SocketAddr) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(target).await else {
+        return false;
+    };
+    let request = b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request).await.is_err() {
+        return false;
+    }
+    let mut status = [0u8; 12];
+    stream.read_exact(&mut status).await.is_ok() && &status[9..12] == b"200"
+}
+
+/// Where to reach a listener bound to `bound`: loopback for a wildcard address.
+fn reachable(bound: SocketAddr) -> SocketAddr {
+    match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), bound.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), bound.port())
+        }
+        _ => bound,
+    }
 }
 
 impl Lifecycle for Health {
@@ -52,12 +107,14 @@ impl Lifecycle for Health {
             let route = http::register(self.addr, "/health", Arc::new(|| Reply::text(200, "OK")))
                 .await
                 .map_err(|e| e.to_string())?;
+            tokio::spawn(probe_forever(reachable(route.bound()), self.stop.clone()));
             *self.route.lock().unwrap_or_else(|e| e.into_inner()) = Some(route);
             Ok(())
         })
     }
 
     fn shutdown(&self) -> HookFuture<'_, ()> {
+        self.stop.cancel();
         self.route.lock().unwrap_or_else(|e| e.into_inner()).take();
         Box::pin(std::future::ready(()))
     }

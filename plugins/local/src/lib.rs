@@ -192,6 +192,7 @@ impl Handler for Local {
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         let qname = request.qname();
         if self.is_localhost_name(qname) {
+            metrics::counter!("coredns_local_localhost_requests_total").increment(1);
             tracing::debug!(
                 "intercepting localhost query for {} {} from {}",
                 qname,
