@@ -73,9 +73,14 @@ impl<'z> Answer<'z> {
         let key_bytes = key.as_bytes();
         let apex_len = zone.apex_key.as_bytes().len();
 
-        // Delegations and DNAMEs between the apex and the name.
+        // Delegations and DNAMEs between the apex and the name: only names
+        // in the zone's short list of such owners are looked up.
         for len in ancestor_lengths(key_bytes).filter(|&l| l >= apex_len) {
-            let Some(node) = zone.node(&key_bytes[..len]) else {
+            let prefix = &key_bytes[..len];
+            if !zone.redirects(prefix) {
+                continue;
+            }
+            let Some(node) = zone.node(prefix) else {
                 break;
             };
             let is_target = len == key_bytes.len();
@@ -221,7 +226,10 @@ impl<'z> Answer<'z> {
 
     /// RFC 6672 §3.1: the DNAME, a CNAME synthesised from it, and on to the new name.
     fn dname(&mut self, name: &Name, owner: &Node, dname: &RRset, qtype: Rtype) -> Step {
-        self.push(Section::Answer, dname, None);
+        // A DNAME whose target lies below it is met again on every link.
+        if !self.response.answer.contains(&dname.records[0]) {
+            self.push(Section::Answer, dname, None);
+        }
         let ZoneRecordData::Dname(data) = dname.records[0].data() else {
             return Step::Done;
         };
@@ -359,12 +367,15 @@ impl<'z> Answer<'z> {
                 Some(owner) => with_owner(record, owner),
                 None => record.clone(),
             };
-            let target = match section {
-                Section::Answer => &mut self.response.answer,
-                Section::Authority => &mut self.response.authority,
-            };
-            if !target.contains(&record) {
-                target.push(record);
+            match section {
+                // Each answer RRset is added once: a chain never visits a name twice.
+                Section::Answer => self.response.answer.push(record),
+                // Denial proofs may name the same NSEC or NSEC3 twice.
+                Section::Authority => {
+                    if !self.response.authority.contains(&record) {
+                        self.response.authority.push(record);
+                    }
+                }
             }
         }
     }

@@ -98,6 +98,9 @@ pub struct Zone {
     pub(crate) nsec3: Option<Nsec3Chain>,
     pub(crate) serial: Serial,
     pub(crate) record_count: usize,
+    /// Keys of the delegations and DNAME owners, sorted: the only names
+    /// above a query name the lookup must look at.
+    pub(crate) redirects: Vec<Box<[u8]>>,
 }
 
 impl Zone {
@@ -169,6 +172,13 @@ impl Zone {
 
     pub(crate) fn node(&self, key: &[u8]) -> Option<&Node> {
         self.nodes.get(key)
+    }
+
+    /// Whether `key` owns a delegation or a DNAME.
+    pub(crate) fn redirects(&self, key: &[u8]) -> bool {
+        self.redirects
+            .binary_search_by(|owner| owner.as_ref().cmp(key))
+            .is_ok()
     }
 
     pub(crate) fn apex_node(&self) -> &Node {
@@ -296,7 +306,14 @@ impl ZoneBuilder {
             }
             _ => unreachable!("a zone without SOA has errors"),
         };
+        // Canonical order is byte order, so this list comes out sorted.
+        let redirects = nodes
+            .iter()
+            .filter(|(_, node)| !node.occluded && (node.cut || node.rrset(Rtype::DNAME).is_some()))
+            .map(|(key, _)| Box::<[u8]>::from(key.as_bytes()))
+            .collect();
         let zone = Zone {
+            redirects,
             apex: self.apex,
             apex_key: self.apex_key,
             class: class.unwrap_or(Class::IN),
