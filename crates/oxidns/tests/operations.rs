@@ -186,3 +186,45 @@ fn health_probes_itself_into_the_metrics() {
     }
     drop(server);
 }
+
+#[test]
+fn health_and_metrics_listeners_stay_up_across_reloads() {
+    let health_port = free_fixed_port();
+    let metrics_port = free_fixed_port();
+    let corefile = |version: &str| {
+        format!(
+            ".:0 {{\n bind 127.0.0.1\n health 127.0.0.1:{health_port}\n prometheus 127.0.0.1:{metrics_port}\n chaos {version}\n}}\n"
+        )
+    };
+    let server = Oxidns::start(&corefile("one"));
+    let health: SocketAddr = ([127, 0, 0, 1], health_port).into();
+    let metrics: SocketAddr = ([127, 0, 0, 1], metrics_port).into();
+    let conf = server.dir.0.join("Corefile");
+    let version = || {
+        udp(
+            server.addr(),
+            &query_class("version.bind", Rtype::TXT, Class::CH),
+        )
+        .response
+        .answer[0]
+            .data()
+            .to_string()
+    };
+    for generation in ["two", "three", "four"] {
+        std::fs::write(&conf, corefile(generation)).unwrap();
+        // SAFETY: kill(2) on the PID of a child this test started.
+        unsafe { libc::kill(server.child.id() as i32, libc::SIGUSR1) };
+        let expected = format!("\"{generation}\"");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while version() != expected {
+            // Throughout the reload, both endpoints answer.
+            assert!(http_get(health, "/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")));
+            assert!(http_get(metrics, "/metrics").is_some_and(|r| r.starts_with("HTTP/1.1 200")));
+            assert!(Instant::now() < deadline, "reload to {generation} not seen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(http_get(health, "/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")));
+    }
+    let text = http_get(metrics, "/metrics").unwrap();
+    assert!(text.contains("coredns_reload_version_info"), "{text}");
+}
