@@ -4,6 +4,9 @@
 //! The file is re-read every `reload` interval when its modification time or
 //! size changed; the parsed entries sit behind an [`ArcSwap`], so queries
 //! never wait for a reload.
+//!
+//! Metrics (CoreDNS's names): `coredns_hosts_entries` and
+//! `coredns_hosts_reload_timestamp_seconds`, set each time the file is read.
 
 mod hostsfile;
 
@@ -210,8 +213,20 @@ impl Hostsfile {
             self.path.display(),
             map.len()
         );
+        // CoreDNS's gauges, set on every read of the file: the entries of the
+        // file and the inline ones together, and the file's modification time.
+        metrics::gauge!("coredns_hosts_entries").set((self.inline.len() + map.len()) as f64);
+        metrics::gauge!("coredns_hosts_reload_timestamp_seconds").set(unix_seconds(stamp.0));
         self.file.store(Arc::new(map));
         *last = Some(stamp);
+    }
+}
+
+/// Seconds since the Unix epoch, with fractions (negative before it).
+fn unix_seconds(time: SystemTime) -> f64 {
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => after.as_secs_f64(),
+        Err(before) => -before.duration().as_secs_f64(),
     }
 }
 

@@ -428,3 +428,96 @@ fn readme_corefile_examples_are_valid() {
     }
     assert!(checked > 0);
 }
+
+type Recorded = Vec<(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    metrics_util::debugging::DebugValue,
+)>;
+
+/// The gauges recorded under `name`: (labels as `key=value`, value).
+fn gauges(recorded: &Recorded, name: &str) -> Vec<(Vec<String>, f64)> {
+    use metrics_util::debugging::DebugValue;
+    recorded
+        .iter()
+        .filter(|(key, ..)| key.key().name() == name)
+        .map(|(key, _, _, value)| {
+            let labels = key
+                .key()
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            match value {
+                DebugValue::Gauge(v) => (labels, v.0),
+                other => panic!("{name} is not a gauge: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// The file's modification time in seconds since the epoch, as CoreDNS reports it.
+fn mtime_seconds(path: &Path) -> f64 {
+    let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+    modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn metrics_count_entries_and_stamp_each_read_with_coredns_names() {
+    let dir = temp_dir("metrics");
+    let path = dir.join("hosts");
+    std::fs::write(&path, "10.0.0.1 example.org www.example.org\n").unwrap();
+    let corefile = corefile_with_file(
+        &path,
+        "        10.0.0.9 inline.example.org\n        reload 0s",
+    );
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        // Setup reads the file: 2 forward + 2 reverse entries, and inline 1 + 1.
+        let config = config(&corefile, &[PLUGIN]).unwrap();
+        let recorded = snapshotter.snapshot().into_vec();
+        assert_eq!(
+            gauges(&recorded, "coredns_hosts_entries"),
+            [(vec![], 6.0)],
+            "no labels, as CoreDNS"
+        );
+        assert_eq!(
+            gauges(&recorded, "coredns_hosts_reload_timestamp_seconds"),
+            [(vec![], mtime_seconds(&path))]
+        );
+
+        // A changed file (its size differs) is read again at start-up: 3 + 3 now.
+        std::fs::write(
+            &path,
+            "10.0.0.1 example.org\n10.0.0.2 example.org\n2001:db8::1 example.org\n",
+        )
+        .unwrap();
+        runtime.block_on(async {
+            for (_, lifecycle) in config.lifecycles() {
+                lifecycle.startup().await.unwrap();
+            }
+        });
+        let recorded = snapshotter.snapshot().into_vec();
+        assert_eq!(gauges(&recorded, "coredns_hosts_entries"), [(vec![], 8.0)]);
+        assert_eq!(
+            gauges(&recorded, "coredns_hosts_reload_timestamp_seconds"),
+            [(vec![], mtime_seconds(&path))]
+        );
+        let names: Vec<String> = recorded
+            .iter()
+            .map(|(key, ..)| key.key().name().to_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| n.starts_with("coredns_hosts_")),
+            "{names:?}"
+        );
+    });
+    std::fs::remove_dir_all(dir).unwrap();
+}

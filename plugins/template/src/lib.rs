@@ -3,6 +3,9 @@
 //!
 //! Every `template` directive of a server block becomes one entry in one
 //! handler; entries are tried in Corefile order (see [`Template::try_match`]).
+//!
+//! Metrics, with CoreDNS's names and labels: `coredns_template_matches_total`,
+//! `coredns_template_template_failures_total` and `coredns_template_rr_failures_total`.
 
 mod gotmpl;
 
@@ -248,22 +251,56 @@ impl RrTemplate {
         })
     }
 
-    fn render(&self, section: &str, data: &Data<'_>) -> Result<Record, PluginError> {
+    fn render(
+        &self,
+        server: &Arc<str>,
+        section: &'static str,
+        data: &Data<'_>,
+    ) -> Result<Record, PluginError> {
         if let Some(record) = &self.fixed {
             return Ok(record.clone());
         }
         let text = self.template.render(data).map_err(|e| {
+            self.failed(
+                "coredns_template_template_failures_total",
+                server,
+                section,
+                data,
+            );
             PluginError::new(
                 "template",
                 format!("executing {section} template {:?}: {e}", self.source),
             )
         })?;
         parse_rr(&text).map_err(|e| {
+            self.failed("coredns_template_rr_failures_total", server, section, data);
             PluginError::new(
                 "template",
                 format!("{section} template {:?} gave {text:?}: {e}", self.source),
             )
         })
+    }
+
+    /// Counts a failure as CoreDNS does: by server, zone, view, class, type,
+    /// section and template (the template's text).
+    fn failed(
+        &self,
+        metric: &'static str,
+        server: &Arc<str>,
+        section: &'static str,
+        data: &Data<'_>,
+    ) {
+        metrics::counter!(
+            metric,
+            "server" => server.clone(),
+            "zone" => data.zone.clone(),
+            "view" => "",
+            "class" => data.class.clone(),
+            "type" => data.rtype.clone(),
+            "section" => section,
+            "template" => self.source.clone(),
+        )
+        .increment(1);
     }
 }
 
@@ -399,14 +436,19 @@ impl Template {
         let mut response = request.reply(Rcode::NOERROR);
         response.rcode = self.rcode;
         response.authoritative = true;
+        let server = &request.server;
         for rr in &self.answer {
-            response.answer.push(rr.render("answer", &data)?);
+            response.answer.push(rr.render(server, "answer", &data)?);
         }
         for rr in &self.additional {
-            response.additional.push(rr.render("additional", &data)?);
+            response
+                .additional
+                .push(rr.render(server, "additional", &data)?);
         }
         for rr in &self.authority {
-            response.authority.push(rr.render("authority", &data)?);
+            response
+                .authority
+                .push(rr.render(server, "authority", &data)?);
         }
         if let Some(ede) = &self.ede {
             response.edns_options.push(ede.clone());
@@ -431,7 +473,18 @@ impl TemplateHandler {
         let name = name_text(&qname);
         for template in &self.templates {
             match template.try_match(request, &qname, &name) {
-                Matched::Yes(data) => return template.respond(request, *data).map(Some),
+                Matched::Yes(data) => {
+                    metrics::counter!(
+                        "coredns_template_matches_total",
+                        "server" => request.server.clone(),
+                        "zone" => data.zone.clone(),
+                        "view" => "",
+                        "class" => data.class.clone(),
+                        "type" => data.rtype.clone(),
+                    )
+                    .increment(1);
+                    return template.respond(request, *data).map(Some);
+                }
                 Matched::Next => continue,
                 // CoreDNS returns NXDOMAIN here without writing a response, so
                 // the client hears nothing; we send the NXDOMAIN.

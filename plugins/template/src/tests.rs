@@ -466,3 +466,170 @@ fn readme_corefile_examples_are_valid() {
     }
     assert!(checked > 0);
 }
+
+/// Every counter recorded: (name, labels as `key=value`, value), sorted.
+fn counters(recorder: &metrics_util::debugging::Snapshotter) -> Vec<(String, Vec<String>, u64)> {
+    use metrics_util::debugging::DebugValue;
+    let mut found: Vec<_> = recorder
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let DebugValue::Counter(count) = value else {
+                panic!("{key:?} is not a counter");
+            };
+            let labels = key
+                .key()
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            (key.key().name().to_owned(), labels, count)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Serves the queries with a local metrics recorder, on this thread.
+fn counted(corefile: &str, queries: Vec<Request>) -> Vec<(String, Vec<String>, u64)> {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            for request in queries {
+                let _ = serve(corefile, request).await;
+            }
+        })
+    });
+    counters(&snapshotter)
+}
+
+fn labels(pairs: &[&str]) -> Vec<String> {
+    pairs.iter().map(|p| (*p).to_owned()).collect()
+}
+
+#[test]
+fn matches_are_counted_with_coredns_labels() {
+    let found = counted(
+        IP_A,
+        vec![
+            request("ip-10-1-2-3.example", Rtype::A),
+            request("ip-10-1-2-4.example", Rtype::A),
+            // No regex matches: not counted.
+            request("www.example", Rtype::A),
+            // Another type: the template is skipped, not counted.
+            request("ip-10-1-2-3.example", Rtype::AAAA),
+        ],
+    );
+    assert_eq!(
+        found,
+        [(
+            "coredns_template_matches_total".to_owned(),
+            labels(&[
+                "server=dns://:53",
+                "zone=example.",
+                "view=",
+                "class=IN",
+                "type=A"
+            ]),
+            2
+        )]
+    );
+}
+
+#[test]
+fn servfail_templates_count_their_matches() {
+    let corefile = ". {\n template ANY ANY invalid {\n  rcode SERVFAIL\n }\n}";
+    let found = counted(
+        corefile,
+        vec![request_with("x.invalid", Rtype::ANY, Class::CH, None)],
+    );
+    // The query's class; for an ANY query, the template's type.
+    assert_eq!(
+        found,
+        [(
+            "coredns_template_matches_total".to_owned(),
+            labels(&[
+                "server=dns://:53",
+                "zone=invalid.",
+                "view=",
+                "class=CH",
+                "type=ANY"
+            ]),
+            1
+        )]
+    );
+}
+
+#[test]
+fn template_and_record_failures_are_counted_by_section_and_template() {
+    let corefile = ". {
+    template IN TXT a.example {
+        answer \"{{ .Name }} 60 IN TXT ok\"
+        authority \"{{ .Name }} 60 IN TXT {{ index .Match 2 }}\"
+    }
+    template IN TXT b.example {
+        additional \"{{ .Name }}\"
+        rcode NXDOMAIN
+    }
+}";
+    let found = counted(
+        corefile,
+        vec![
+            request("x.a.example", Rtype::TXT),
+            request("x.b.example", Rtype::TXT),
+            request("y.b.example", Rtype::TXT),
+        ],
+    );
+    let base = |zone: &str| {
+        labels(&[
+            "server=dns://:53",
+            &format!("zone={zone}"),
+            "view=",
+            "class=IN",
+            "type=TXT",
+        ])
+    };
+    let with = |zone: &str, extra: &[&str]| {
+        let mut all = base(zone);
+        all.extend(labels(extra));
+        all
+    };
+    assert_eq!(
+        found,
+        [
+            (
+                "coredns_template_matches_total".to_owned(),
+                base("a.example."),
+                1
+            ),
+            (
+                "coredns_template_matches_total".to_owned(),
+                base("b.example."),
+                2
+            ),
+            (
+                "coredns_template_rr_failures_total".to_owned(),
+                with(
+                    "b.example.",
+                    &["section=additional", "template={{ .Name }}"]
+                ),
+                2
+            ),
+            (
+                "coredns_template_template_failures_total".to_owned(),
+                with(
+                    "a.example.",
+                    &[
+                        "section=authority",
+                        "template={{ .Name }} 60 IN TXT {{ index .Match 2 }}"
+                    ]
+                ),
+                1
+            ),
+        ]
+    );
+}
