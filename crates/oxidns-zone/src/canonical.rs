@@ -11,12 +11,22 @@ use std::borrow::Borrow;
 
 use oxidns_proto::Name;
 
+/// The longest key: 255 octets of name, every one escaped.
+pub const MAX_KEY_LEN: usize = 512;
+
 /// A name's canonical-order key.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CanonicalKey(Box<[u8]>);
 
 impl CanonicalKey {
     pub fn of(name: &Name) -> CanonicalKey {
+        let mut buffer = [0u8; MAX_KEY_LEN];
+        CanonicalKey(Self::encode(name, &mut buffer).into())
+    }
+
+    /// Writes the key of `name` into `buffer` and returns it: the lookup's
+    /// way, with no allocation.
+    pub fn encode<'b>(name: &Name, buffer: &'b mut [u8; MAX_KEY_LEN]) -> &'b [u8] {
         let wire = name.as_slice();
         // Label start offsets, so the labels can be written root first.
         let mut starts = [0u8; 128];
@@ -30,20 +40,27 @@ impl CanonicalKey {
             count += 1;
             pos += 1 + usize::from(len);
         }
-        let mut key = Vec::with_capacity(wire.len() + 4);
+        let mut at = 0;
         for &start in starts[..count].iter().rev() {
             let start = usize::from(start);
             let len = usize::from(wire[start]);
             for &byte in &wire[start + 1..start + 1 + len] {
                 match byte {
-                    0 => key.extend_from_slice(&[1, 1]),
-                    1 => key.extend_from_slice(&[1, 2]),
-                    b => key.push(b.to_ascii_lowercase()),
+                    0 | 1 => {
+                        buffer[at] = 1;
+                        buffer[at + 1] = byte + 1;
+                        at += 2;
+                    }
+                    b => {
+                        buffer[at] = b.to_ascii_lowercase();
+                        at += 1;
+                    }
                 }
             }
-            key.push(0);
+            buffer[at] = 0;
+            at += 1;
         }
-        CanonicalKey(key.into_boxed_slice())
+        &buffer[..at]
     }
 
     /// A key from bytes that are already a key (a prefix of one, cut at a label end).

@@ -15,7 +15,7 @@ use domain::rdata::nsec3::OwnerHash;
 use domain::rdata::{Cname, ZoneRecordData};
 use oxidns_proto::{Name, Rcode, Record, RecordData, Response};
 
-use crate::canonical::{CanonicalKey, ancestor_lengths};
+use crate::canonical::{CanonicalKey, MAX_KEY_LEN, ancestor_lengths};
 use crate::zone::{Node, RRset, Zone};
 
 /// The most CNAME and DNAME links followed inside one zone.
@@ -47,17 +47,18 @@ impl Zone {
             dnssec: dnssec_ok && self.is_signed(),
         };
         let mut name = qname.clone();
-        let mut visited: Vec<CanonicalKey> = Vec::new();
+        let mut visited: Vec<Box<[u8]>> = Vec::new();
+        let mut buffer = [0u8; MAX_KEY_LEN];
         for _ in 0..=MAX_CHAIN {
-            let key = CanonicalKey::of(&name);
+            let key = CanonicalKey::encode(&name, &mut buffer);
             // A chain that leaves the zone, or comes back to a name seen, ends here.
-            if !key.as_bytes().starts_with(self.apex_key.as_bytes()) || visited.contains(&key) {
+            if !key.starts_with(self.apex_key.as_bytes()) || visited.iter().any(|v| **v == *key) {
                 break;
             }
-            match answer.step(&name, &key, qtype) {
+            match answer.step(&name, key, qtype) {
                 Step::Done => break,
                 Step::Follow(next) => {
-                    visited.push(key);
+                    visited.push(key.into());
                     name = next;
                 }
             }
@@ -68,9 +69,8 @@ impl Zone {
 }
 
 impl<'z> Answer<'z> {
-    fn step(&mut self, name: &Name, key: &CanonicalKey, qtype: Rtype) -> Step {
+    fn step(&mut self, name: &Name, key_bytes: &[u8], qtype: Rtype) -> Step {
         let zone = self.zone;
-        let key_bytes = key.as_bytes();
         let apex_len = zone.apex_key.as_bytes().len();
 
         // Delegations and DNAMEs between the apex and the name: only names
