@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use oxidns_proto::{Class, Name, Query, Rcode, Response, Rtype};
+use tokio::sync::mpsc;
 
 use crate::config::BlockSettings;
 use crate::corefile::key::parse_key;
@@ -208,6 +209,7 @@ pub struct Request {
     pub metadata: Metadata,
     pub received: Instant,
     observers: Vec<WriteObserver>,
+    follow_ups: Option<mpsc::Receiver<Response>>,
 }
 
 impl std::fmt::Debug for Request {
@@ -240,7 +242,28 @@ impl Request {
             metadata: Metadata::default(),
             received: Instant::now(),
             observers: Vec::new(),
+            follow_ups: None,
         }
+    }
+
+    /// Makes the handler's response the first message of several: the
+    /// server sends every response received on `messages` after it, in
+    /// order and back to back on the same connection, until the sender is
+    /// dropped (zone transfers, RFC 5936 §2.2). Only TCP sends them; on
+    /// other transports they are dropped, which the sender sees as a closed
+    /// channel. Follow-ups are encoded for this request's query but do not
+    /// pass back through the chain, and write observers see only the first.
+    pub fn follow_with(&mut self, messages: mpsc::Receiver<Response>) {
+        self.follow_ups = Some(messages);
+    }
+
+    /// The follow-up messages a handler asked for, if any (for the server).
+    pub fn take_follow_ups(&mut self) -> Option<FollowUps> {
+        let messages = self.follow_ups.take()?;
+        Some(FollowUps {
+            query: self.query.clone(),
+            messages,
+        })
     }
 
     /// Asks to see the response as it is sent: its final rcode, flags and
@@ -289,6 +312,21 @@ impl Request {
             Transport::Udp => usize::from(self.query.udp_limit()),
             _ => usize::from(u16::MAX),
         }
+    }
+}
+
+/// The messages after the first of a multi-message answer (see
+/// [`Request::follow_with`]).
+pub struct FollowUps {
+    query: Query,
+    messages: mpsc::Receiver<Response>,
+}
+
+impl FollowUps {
+    /// The next message in wire form; `None` when there are no more.
+    pub async fn next(&mut self) -> Option<Vec<u8>> {
+        let response = self.messages.recv().await?;
+        Some(response.encode(&self.query, usize::from(u16::MAX)))
     }
 }
 

@@ -7,7 +7,10 @@
 //! - TCP (RFC 7766): length-prefixed messages; pipelined queries are answered
 //!   as they complete, out of order (§6.2.1.1); a connection is closed when idle
 //!   (§6.2.3) or when a started message stalls; connections in total and
-//!   queries in flight per connection are bounded.
+//!   queries in flight per connection are bounded. A handler may follow its
+//!   response with more messages ([`Request::follow_with`], for zone
+//!   transfers): they go out back to back after it; other transports send
+//!   the first message only.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -28,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Block, Config, ZoneRouter};
-use crate::plugin::{Next, Request, Transport};
+use crate::plugin::{FollowUps, Next, Request, Transport};
 
 /// Bounds on what clients can make the server hold.
 #[derive(Clone, Debug)]
@@ -83,6 +86,14 @@ impl Listener {
             router: ArcSwap::new(router),
         }
     }
+
+    /// A listener for `config.listeners[index]` that opens no socket, for
+    /// tests and fuzzing that call [`answer`] directly; `local` is the
+    /// configured address (port 0 stays 0). Panics if `index` is out of range.
+    pub fn for_config(config: &Config, index: usize) -> Listener {
+        let spec = &config.listeners[index];
+        Listener::new(spec.addr, spec.router.clone())
+    }
 }
 
 /// Answers one received message; `None` means send nothing.
@@ -92,13 +103,42 @@ pub async fn answer(
     client: SocketAddr,
     transport: Transport,
 ) -> Option<Vec<u8>> {
+    answer_all(listener, message, client, transport)
+        .await
+        .map(|answer| answer.message)
+}
+
+/// A response in wire form, and the rest of a multi-message answer.
+pub struct Answer {
+    pub message: Vec<u8>,
+    /// Further messages a handler asked for ([`Request::follow_with`]).
+    pub follow_ups: Option<FollowUps>,
+}
+
+impl From<Vec<u8>> for Answer {
+    fn from(message: Vec<u8>) -> Answer {
+        Answer {
+            message,
+            follow_ups: None,
+        }
+    }
+}
+
+/// As [`answer`], with the follow-up messages of a multi-message answer
+/// (zone transfers), for transports that can send them.
+pub async fn answer_all(
+    listener: &Listener,
+    message: Bytes,
+    client: SocketAddr,
+    transport: Transport,
+) -> Option<Answer> {
     let router = listener.router.load();
     let query = match Query::parse(message) {
         Ok(query) => query,
         Err(QueryError::Drop) => return None,
         Err(QueryError::FormErr(malformed)) => {
             tracing::debug!("FORMERR to {client}: {}", malformed.reason);
-            return Some(encode_error(&malformed, Rcode::FORMERR));
+            return Some(encode_error(&malformed, Rcode::FORMERR).into());
         }
     };
     let limit = match transport {
@@ -109,16 +149,16 @@ pub async fn answer(
     if query.edns.as_ref().is_some_and(|e| e.version > 0) {
         let mut response = Response::new(Rcode::NOERROR);
         response.rcode = OptRcode::BADVERS;
-        return Some(response.encode(&query, limit));
+        return Some(response.encode(&query, limit).into());
     }
     if query.opcode != Opcode::QUERY {
-        return Some(Response::new(Rcode::NOTIMP).encode(&query, limit));
+        return Some(Response::new(Rcode::NOTIMP).encode(&query, limit).into());
     }
     let Some((zone, block)) = router.route(&query.qname) else {
-        return Some(Response::new(Rcode::REFUSED).encode(&query, limit));
+        return Some(Response::new(Rcode::REFUSED).encode(&query, limit).into());
     };
     if block.chain.is_empty() {
-        return Some(Response::new(Rcode::REFUSED).encode(&query, limit));
+        return Some(Response::new(Rcode::REFUSED).encode(&query, limit).into());
     }
     let mut request = Request::new(
         query,
@@ -129,7 +169,11 @@ pub async fn answer(
         listener.label.clone(),
     );
     let response = run_chain(block, &mut request).await;
-    Some(request.finish(&response))
+    let follow_ups = request.take_follow_ups();
+    Some(Answer {
+        message: request.finish(&response),
+        follow_ups,
+    })
 }
 
 /// Runs a block's chain; errors and (unless `debug`) panics become SERVFAIL.
@@ -552,17 +596,30 @@ async fn serve_tcp_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
-    let (responses, mut outbox) = mpsc::channel::<Vec<u8>>(limits.max_tcp_in_flight);
+    let (responses, mut outbox) = mpsc::channel::<Answer>(limits.max_tcp_in_flight);
     let write_timeout = limits.tcp_write_timeout;
     let writer_task = tracker.spawn(async move {
         let mut frame = Vec::with_capacity(512);
-        while let Some(response) = outbox.recv().await {
-            frame.clear();
-            frame.extend_from_slice(&(response.len() as u16).to_be_bytes());
-            frame.extend_from_slice(&response);
-            match tokio::time::timeout(write_timeout, writer.write_all(&frame)).await {
-                Ok(Ok(())) => {}
-                _ => return,
+        while let Some(answer) = outbox.recv().await {
+            let mut next = Some(answer.message);
+            let mut follow_ups = answer.follow_ups;
+            // A multi-message answer goes out back to back; a producer that
+            // stalls is given up on like a client that stops reading.
+            while let Some(response) = next {
+                frame.clear();
+                frame.extend_from_slice(&(response.len() as u16).to_be_bytes());
+                frame.extend_from_slice(&response);
+                match tokio::time::timeout(write_timeout, writer.write_all(&frame)).await {
+                    Ok(Ok(())) => {}
+                    _ => return,
+                }
+                next = match follow_ups.as_mut() {
+                    None => None,
+                    Some(more) => match tokio::time::timeout(write_timeout, more.next()).await {
+                        Ok(message) => message,
+                        Err(_) => return,
+                    },
+                };
             }
         }
         let _ = writer.shutdown().await;
@@ -589,9 +646,10 @@ async fn serve_tcp_connection(
         let listener = listener.clone();
         let responses = responses.clone();
         tracker.spawn(async move {
-            if let Some(response) = answer(&listener, message.into(), client, Transport::Tcp).await
+            if let Some(answer) =
+                answer_all(&listener, message.into(), client, Transport::Tcp).await
             {
-                let _ = responses.send(response).await;
+                let _ = responses.send(answer).await;
             }
             drop(permit);
         });
@@ -637,6 +695,36 @@ mod tests {
         }
     }
 
+    /// Answers with as many messages as its argument says, the first
+    /// NOERROR and the rest NXDOMAIN (to tell them apart).
+    struct Several(u8);
+
+    impl Handler for Several {
+        fn name(&self) -> &'static str {
+            "several"
+        }
+
+        fn serve<'a>(&'a self, request: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
+            let (sender, receiver) = mpsc::channel(1);
+            let more = self.0 - 1;
+            tokio::spawn(async move {
+                for _ in 0..more {
+                    if sender.send(Response::new(Rcode::NXDOMAIN)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            request.follow_with(receiver);
+            Box::pin(async { Ok(Response::new(Rcode::NOERROR)) })
+        }
+    }
+
+    fn several_setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
+        let count = setup.single()?.args[0].text.parse().unwrap();
+        setup.add_handler(Arc::new(Several(count)));
+        Ok(())
+    }
+
     fn slow_setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
         let millis = setup.single()?.args[0].text.parse().unwrap();
         setup.add_handler(Arc::new(Slow(millis)));
@@ -656,6 +744,10 @@ mod tests {
         PluginEntry {
             name: "panics",
             setup: panics_setup,
+        },
+        PluginEntry {
+            name: "several",
+            setup: several_setup,
         },
     ];
 
@@ -754,6 +846,42 @@ mod tests {
         );
         let third = udp_exchange(addr, 3, Duration::from_secs(2)).await;
         assert!(third.is_some(), "service resumes once the load is gone");
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn follow_up_messages_are_sent_over_tcp_and_the_connection_goes_on() {
+        let server = start(".:0 {\n several 4\n}", Limits::default()).await;
+        let mut stream = TcpStream::connect(v4(&server)).await.unwrap();
+        let read = async |stream: &mut TcpStream| {
+            let mut prefix = [0u8; 2];
+            stream.read_exact(&mut prefix).await.unwrap();
+            let mut message = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+            stream.read_exact(&mut message).await.unwrap();
+            message
+        };
+        for id in [1, 2] {
+            let query = message(id);
+            let mut frame = (query.len() as u16).to_be_bytes().to_vec();
+            frame.extend_from_slice(&query);
+            stream.write_all(&frame).await.unwrap();
+            let mut rcodes = Vec::new();
+            for _ in 0..4 {
+                let answer = tokio::time::timeout(Duration::from_secs(3), read(&mut stream))
+                    .await
+                    .unwrap();
+                assert_eq!(u16::from_be_bytes([answer[0], answer[1]]), id);
+                rcodes.push(rcode(&answer));
+            }
+            assert_eq!(
+                rcodes,
+                [0, 3, 3, 3],
+                "the first, then the follow-ups in order"
+            );
+        }
+        // Over UDP, only the first message goes out.
+        let answer = udp_exchange(v4(&server), 5, Duration::from_secs(2)).await;
+        assert_eq!(rcode(&answer.unwrap()), 0);
         server.shutdown(Duration::from_secs(1)).await;
     }
 

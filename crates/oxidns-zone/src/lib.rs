@@ -7,12 +7,16 @@
 //! - `lookup`: answering a question from a zone (RFC 1034 §4.3.2, RFC 4592,
 //!   RFC 6672, RFC 4035 §3.1, RFC 5155 §7.2).
 //! - [`served`]: the zones a plugin serves from files, reloaded and swapped whole.
+//! - [`journal`]: the differences between versions of a zone, kept on disk
+//!   for incremental transfers (RFC 1995).
 
 pub mod canonical;
+pub mod journal;
 mod lookup;
 pub mod served;
 pub mod zone;
 pub mod zonefile;
 
-pub use served::{Reload, ServedZone, ZoneSet};
+pub use journal::{Diff, Journal};
+pub use served::{Reload, ServedZone, SwapObserver, ZoneSet, ZoneSources};
 pub use zone::{Node, RRset, Zone, ZoneProblem};

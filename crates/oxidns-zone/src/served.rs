@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -38,6 +38,27 @@ pub struct ServedZone {
     pub path: PathBuf,
     zone: ArcSwap<Zone>,
     stamp: Mutex<Option<FileStamp>>,
+    /// Those of the set this zone was put in first.
+    observers: OnceLock<SwapObservers>,
+}
+
+/// Told after a reload swapped a new version of a zone in: the zone, the
+/// version it replaced, and the new one. Runs on the reloading thread (a
+/// blocking task): quick work or blocking I/O, nothing that waits on the
+/// async runtime.
+pub type SwapObserver = Arc<dyn Fn(&ServedZone, &Arc<Zone>, &Arc<Zone>) + Send + Sync>;
+
+/// A list of observers that zones and sets share.
+#[derive(Clone, Default)]
+struct SwapObservers(Arc<Mutex<Vec<SwapObserver>>>);
+
+impl SwapObservers {
+    fn notify(&self, zone: &ServedZone, old: &Arc<Zone>, new: &Arc<Zone>) {
+        let observers = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for observer in observers {
+            observer(zone, old, new);
+        }
+    }
 }
 
 /// What a reload check did.
@@ -70,6 +91,7 @@ impl ServedZone {
                 path: path.to_owned(),
                 zone: ArcSwap::from_pointee(zone),
                 stamp: Mutex::new(stamp),
+                observers: OnceLock::new(),
             },
             warnings,
         ))
@@ -98,7 +120,11 @@ impl ServedZone {
                     return Reload::SameSerial;
                 }
                 let serial = zone.serial().into_int();
-                self.zone.store(Arc::new(zone));
+                let new = Arc::new(zone);
+                let old = self.zone.swap(new.clone());
+                if let Some(observers) = self.observers.get() {
+                    observers.notify(self, &old, &new);
+                }
                 Reload::Reloaded { serial, warnings }
             }
         }
@@ -110,6 +136,7 @@ impl ServedZone {
 pub struct ZoneSet {
     /// Keyed by the apex in lower-case wire format.
     zones: ArcSwap<HashMap<Box<[u8]>, Arc<ServedZone>>>,
+    observers: SwapObservers,
 }
 
 impl ZoneSet {
@@ -121,11 +148,24 @@ impl ZoneSet {
 
     /// Serves exactly these zones from now on.
     pub fn replace(&self, zones: Vec<Arc<ServedZone>>) {
+        for zone in &zones {
+            zone.observers.get_or_init(|| self.observers.clone());
+        }
         let map = zones
             .into_iter()
             .map(|z| (Box::<[u8]>::from(z.apex.as_slice()), z))
             .collect();
         self.zones.store(Arc::new(map));
+    }
+
+    /// Calls `observer` whenever a zone of this set, now or later, swaps a
+    /// new version in.
+    pub fn on_swap(&self, observer: SwapObserver) {
+        self.observers
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(observer);
     }
 
     /// Every zone, in no particular order.
@@ -173,6 +213,61 @@ impl ZoneSet {
             return Some(Response::new(Rcode::REFUSED));
         }
         Some(zone.lookup(qname, qtype, dnssec_ok))
+    }
+}
+
+/// The zone sets of one server block's authoritative plugins (`file`,
+/// `auto`, later `secondary`), for plugins that work on their zones, such as
+/// `transfer`. Each source registers its set at setup through
+/// `Setup::shared::<ZoneSources>()`; readers look at start-up or query time.
+#[derive(Default)]
+pub struct ZoneSources {
+    sets: Mutex<Vec<Arc<ZoneSet>>>,
+    observers: Mutex<Vec<SwapObserver>>,
+}
+
+impl ZoneSources {
+    /// Adds a plugin's zone set; observers already registered watch it too.
+    pub fn register(&self, set: Arc<ZoneSet>) {
+        for observer in self
+            .observers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            set.on_swap(observer.clone());
+        }
+        self.sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(set);
+    }
+
+    /// The zone with exactly this apex, from the first source (in plugin
+    /// order) that serves it.
+    pub fn zone(&self, apex: &Name) -> Option<Arc<ServedZone>> {
+        let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        sets.iter()
+            .filter_map(|set| set.find(apex))
+            .find(|zone| zone.apex == *apex)
+    }
+
+    /// Every zone of every source.
+    pub fn zones(&self) -> Vec<Arc<ServedZone>> {
+        let sets = self.sets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        sets.iter().flat_map(|set| set.zones()).collect()
+    }
+
+    /// Calls `observer` whenever a zone of any source, registered now or
+    /// later, swaps a new version in.
+    pub fn on_swap(&self, observer: SwapObserver) {
+        for set in self.sets.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            set.on_swap(observer.clone());
+        }
+        self.observers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(observer);
     }
 }
 
@@ -243,6 +338,35 @@ mod tests {
         // A query that took the old snapshot still sees the whole old zone.
         let old = before.lookup(&name_from_str("www.example.org").unwrap(), Rtype::A, false);
         assert_eq!(old.answer[0].data().to_string(), "192.0.2.80");
+    }
+
+    #[test]
+    fn sources_find_zones_and_observers_hear_of_swaps() {
+        let file = TempZone::new(&zone_text(1, "192.0.2.80"));
+        let sources = ZoneSources::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        // Registered before the set: observers reach sets added later.
+        sources.on_swap(Arc::new(move |zone, old, new| {
+            log.lock().unwrap().push((
+                zone.apex.to_string(),
+                old.serial().into_int(),
+                new.serial().into_int(),
+            ));
+        }));
+        let set = Arc::new(load(&file));
+        sources.register(set.clone());
+        let apex = name_from_str("Example.ORG").unwrap();
+        assert!(sources.zone(&apex).is_some());
+        assert!(
+            sources
+                .zone(&name_from_str("www.example.org").unwrap())
+                .is_none()
+        );
+        assert_eq!(sources.zones().len(), 1);
+        file.rewrite(&zone_text(2, "192.0.2.123"));
+        set.zones()[0].reload_if_changed();
+        assert_eq!(*seen.lock().unwrap(), [("example.org".to_owned(), 1, 2)]);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_loadbalance::PLUGIN,
     oxidns_plugin_cache::PLUGIN,
     oxidns_plugin_template::PLUGIN,
+    oxidns_plugin_transfer::PLUGIN,
     oxidns_plugin_hosts::PLUGIN,
     oxidns_plugin_file::PLUGIN,
     oxidns_plugin_auto::PLUGIN,

@@ -14,7 +14,7 @@ use oxidns_server::proto::{Name, OptRcode, name_from_str, name_text};
 use oxidns_server::{
     ConfigError, Handler, HandlerFuture, Lifecycle, Next, PluginEntry, Request, Setup,
 };
-use oxidns_zone::{Reload, ServedZone, ZoneSet};
+use oxidns_zone::{Reload, ServedZone, ZoneSet, ZoneSources};
 use regex::Regex;
 use tokio_util::sync::CancellationToken;
 
@@ -76,9 +76,13 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
         pattern,
         template,
         zones,
-        set: ZoneSet::default(),
+        set: Arc::new(ZoneSet::default()),
     });
     directory_zones.rescan();
+    // For `transfer` to find the zones, including those found later.
+    setup
+        .shared::<ZoneSources>()
+        .register(directory_zones.set.clone());
     let auto = Arc::new(Auto {
         served: directory_zones,
         fallthrough,
@@ -104,7 +108,7 @@ struct DirectoryZones {
     template: String,
     /// Only origins at or below these zones are served.
     zones: Vec<Name>,
-    set: ZoneSet,
+    set: Arc<ZoneSet>,
 }
 
 impl DirectoryZones {

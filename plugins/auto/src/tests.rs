@@ -113,7 +113,7 @@ fn zones_appear_change_and_disappear_with_their_files() {
         pattern: Regex::new(DEFAULT_PATTERN).unwrap(),
         template: DEFAULT_TEMPLATE.into(),
         zones: vec![Name::root()],
-        set: ZoneSet::default(),
+        set: Arc::new(ZoneSet::default()),
     };
     served.rescan();
     assert_eq!(served.set.zones().len(), 1);

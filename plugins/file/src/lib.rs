@@ -6,6 +6,9 @@
 //! `file:line: reason`. Every `reload` interval the files are checked; a
 //! changed file with a new SOA serial is swapped in whole, and one with
 //! errors is logged while the old zone keeps serving.
+//!
+//! The zones are registered in the block's [`ZoneSources`], where `transfer`
+//! finds them to send them out and to hear of new versions (journal, NOTIFY).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +20,7 @@ use oxidns_server::proto::{OptRcode, name_text};
 use oxidns_server::{
     ConfigError, Handler, HandlerFuture, Lifecycle, Next, PluginEntry, Request, Setup,
 };
-use oxidns_zone::{Reload, ServedZone, ZoneProblem, ZoneSet};
+use oxidns_zone::{Reload, ServedZone, ZoneProblem, ZoneSet, ZoneSources};
 use tokio_util::sync::CancellationToken;
 
 pub const PLUGIN: PluginEntry = PluginEntry {
@@ -56,8 +59,11 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
             }
         }
     }
+    let zones = Arc::new(ZoneSet::new(zones));
+    // For `transfer` (and others that work on served zones) to find them.
+    setup.shared::<ZoneSources>().register(zones.clone());
     let file = Arc::new(File {
-        zones: ZoneSet::new(zones),
+        zones,
         fallthrough,
         reload,
         stop: CancellationToken::new(),
@@ -82,7 +88,7 @@ fn zone_error(problems: &[ZoneProblem]) -> ConfigError {
 }
 
 struct File {
-    zones: ZoneSet,
+    zones: Arc<ZoneSet>,
     fallthrough: Fallthrough,
     reload: Duration,
     stop: CancellationToken,
