@@ -91,6 +91,8 @@ pub struct BlockSettings {
     pub debug: bool,
     /// `reload`: how often to check the Corefile for changes, and the jitter.
     pub reload: Option<(Duration, Duration)>,
+    /// Opcodes besides QUERY that a plugin serves (`secondary`: NOTIFY).
+    pub opcodes: Vec<oxidns_proto::Opcode>,
     pub(crate) handlers: Vec<Arc<dyn Handler>>,
     pub(crate) lifecycles: Vec<(&'static str, Arc<dyn Lifecycle>)>,
     /// Values plugins of this block share, one per type (see [`Setup::shared`]).
@@ -124,6 +126,8 @@ pub struct Block {
     pub reload: Option<(Duration, Duration)>,
     /// The plugins this block's Corefile names, in execution order.
     pub plugins: Vec<&'static str>,
+    /// Opcodes besides QUERY that a plugin of this block serves.
+    pub opcodes: Vec<oxidns_proto::Opcode>,
     pub chain: Arc<[Arc<dyn Handler>]>,
     pub lifecycles: Vec<(&'static str, Arc<dyn Lifecycle>)>,
 }
@@ -284,6 +288,7 @@ fn build_block(
         root: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         debug: false,
         reload: None,
+        opcodes: Vec::new(),
         handlers: Vec::new(),
         lifecycles: Vec::new(),
         shared: Vec::new(),
@@ -319,6 +324,7 @@ fn build_block(
         debug: settings.debug,
         reload: settings.reload,
         plugins: enabled,
+        opcodes: settings.opcodes,
         chain: settings.handlers.into(),
         lifecycles: settings.lifecycles,
     })

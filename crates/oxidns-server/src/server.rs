@@ -151,10 +151,15 @@ pub async fn answer_all(
         response.rcode = OptRcode::BADVERS;
         return Some(response.encode(&query, limit).into());
     }
-    if query.opcode != Opcode::QUERY {
+    let route = router.route(&query.qname);
+    // Opcodes other than QUERY reach the chain only where a plugin serves
+    // them (NOTIFY for `secondary`, UPDATE later); elsewhere NOTIMP.
+    if query.opcode != Opcode::QUERY
+        && !route.is_some_and(|(_, block)| block.opcodes.contains(&query.opcode))
+    {
         return Some(Response::new(Rcode::NOTIMP).encode(&query, limit).into());
     }
-    let Some((zone, block)) = router.route(&query.qname) else {
+    let Some((zone, block)) = route else {
         return Some(Response::new(Rcode::REFUSED).encode(&query, limit).into());
     };
     if block.chain.is_empty() {
@@ -736,7 +741,18 @@ mod tests {
         Ok(())
     }
 
+    /// Answers NOTIFY (and anything else) with NOERROR.
+    fn notify_setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
+        setup.settings().opcodes.push(Opcode::NOTIFY);
+        setup.add_handler(Arc::new(Slow(0)));
+        Ok(())
+    }
+
     const TEST_PLUGINS: &[PluginEntry] = &[
+        PluginEntry {
+            name: "notify",
+            setup: notify_setup,
+        },
         PluginEntry {
             name: "slow",
             setup: slow_setup,
@@ -785,6 +801,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn other_opcodes_reach_only_blocks_that_serve_them() {
+        let server = start(
+            "example.org:0 {\n notify\n}\nexample.net:0 {\n slow 0\n}",
+            Limits::default(),
+        )
+        .await;
+        let notify = |name: &str| {
+            let mut bytes = Query::build(
+                5,
+                &name_from_str(name).unwrap(),
+                Rtype::SOA,
+                Class::IN,
+                None,
+            );
+            bytes[2] = (bytes[2] & 0x87) | (4 << 3);
+            bytes
+        };
+        for (name, expected) in [("example.org", 0), ("example.net", 4)] {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            socket.send_to(&notify(name), v4(&server)).await.unwrap();
+            let mut buf = vec![0; 512];
+            let (len, _) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(rcode(&buf[..len]), expected, "{name}");
+        }
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
     async fn a_panicking_plugin_gets_servfail_and_the_server_goes_on() {
         let server = start(".:0 {\n panics\n}", Limits::default()).await;
         for id in 0..3 {
@@ -817,6 +864,7 @@ mod tests {
             debug: false,
             reload: None,
             plugins: vec![],
+            opcodes: vec![],
             chain: vec![Arc::new(PassOn) as Arc<dyn Handler>].into(),
             lifecycles: vec![],
         };
