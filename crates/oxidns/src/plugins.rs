@@ -27,6 +27,8 @@ pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_template::PLUGIN,
     oxidns_plugin_transfer::PLUGIN,
     oxidns_plugin_hosts::PLUGIN,
+    #[cfg(feature = "kubernetes")]
+    oxidns_plugin_kubernetes::PLUGIN,
     oxidns_plugin_file::PLUGIN,
     oxidns_plugin_auto::PLUGIN,
     oxidns_plugin_loop::PLUGIN,

@@ -1,0 +1,478 @@
+//! What the plugin knows of the cluster: Services, ready endpoints of their
+//! EndpointSlices, and Namespaces, kept compactly (names interned, addresses
+//! as [`IpAddr`]) and looked up by name in O(1).
+//!
+//! Updates are applied one object at a time; a relist (the watcher's `Init`
+//! … `InitDone`) replaces the objects of one kind at once.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Service as K8sService};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+/// An interned name (namespace, service, port, host name).
+pub(crate) type Str = Arc<str>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    fn parse(text: Option<&str>) -> Protocol {
+        match text.map(str::to_ascii_uppercase).as_deref() {
+            Some("UDP") => Protocol::Udp,
+            Some("SCTP") => Protocol::Sctp,
+            _ => Protocol::Tcp,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+/// A port; `port` is `None` for CoreDNS's placeholder of an endpoint without ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Port {
+    pub name: Str,
+    pub protocol: Protocol,
+    pub port: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ServiceKind {
+    /// ClusterIP, NodePort, LoadBalancer: the cluster IPs (dual-stack: both families).
+    ClusterIp(Vec<IpAddr>),
+    Headless,
+    /// The target name, in presentation form.
+    ExternalName(Box<str>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Service {
+    pub kind: ServiceKind,
+    pub ports: Vec<Port>,
+}
+
+/// A ready endpoint address of a slice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub ip: IpAddr,
+    pub hostname: Option<Str>,
+    /// The name of the Pod behind it (targetRef), for `endpoint_pod_names`.
+    pub pod: Option<Str>,
+}
+
+impl Endpoint {
+    /// The endpoint's label in DNS names, as CoreDNS's `endpointHostname`.
+    pub(crate) fn label(&self, pod_names: bool) -> String {
+        if let Some(host) = &self.hostname {
+            return host.to_string();
+        }
+        if pod_names && let Some(pod) = &self.pod {
+            return pod.to_string();
+        }
+        dashed(self.ip)
+    }
+}
+
+/// `10-0-0-1` for 10.0.0.1, `fd00--1` for fd00::1.
+pub(crate) fn dashed(ip: IpAddr) -> String {
+    ip.to_string().replace(['.', ':'], "-")
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Slice {
+    pub service: Str,
+    pub endpoints: Vec<Endpoint>,
+    pub ports: Vec<Port>,
+}
+
+/// One namespace's objects; `exists` once the Namespace object was seen.
+#[derive(Debug, Default)]
+pub(crate) struct Namespace {
+    pub exists: bool,
+    pub services: HashMap<Str, Service>,
+    /// Slices by slice name.
+    pub slices: HashMap<Str, Slice>,
+    /// Slice names by service name.
+    pub slices_of: HashMap<Str, Vec<Str>>,
+}
+
+impl Namespace {
+    fn is_empty(&self) -> bool {
+        !self.exists && self.services.is_empty() && self.slices.is_empty()
+    }
+
+    /// The slices of a service.
+    pub(crate) fn slices_of<'a>(&'a self, service: &str) -> impl Iterator<Item = &'a Slice> + 'a {
+        self.slices_of
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.slices.get(name))
+    }
+}
+
+/// Who owns an address, for PTR answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    Service {
+        namespace: Str,
+        service: Str,
+    },
+    Endpoint {
+        namespace: Str,
+        service: Str,
+        slice: Str,
+        endpoint: Endpoint,
+    },
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    interned: HashSet<Str>,
+    pub namespaces: HashMap<Str, Namespace>,
+    pub reverse: HashMap<IpAddr, Vec<Owner>>,
+    /// Seconds since the epoch of the last change (the SOA serial).
+    pub modified: u32,
+}
+
+impl Store {
+    fn intern(&mut self, text: &str) -> Str {
+        if let Some(found) = self.interned.get(text) {
+            return found.clone();
+        }
+        let value: Str = Arc::from(text.to_ascii_lowercase().as_str());
+        if let Some(found) = self.interned.get(&*value) {
+            return found.clone();
+        }
+        self.interned.insert(value.clone());
+        value
+    }
+
+    fn touch(&mut self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(0);
+        self.modified = now.max(self.modified);
+    }
+
+    fn namespace_mut(&mut self, name: &str) -> (Str, &mut Namespace) {
+        let key = self.intern(name);
+        let entry = self.namespaces.entry(key.clone()).or_default();
+        (key, entry)
+    }
+
+    fn drop_if_empty(&mut self, name: &str) {
+        if self.namespaces.get(name).is_some_and(Namespace::is_empty) {
+            self.namespaces.remove(name);
+        }
+    }
+
+    // ------------------------------------------------------------ namespaces
+
+    pub(crate) fn apply_namespace(&mut self, object: &K8sNamespace) {
+        let Some(name) = object.metadata.name.as_deref() else {
+            return;
+        };
+        self.namespace_mut(name).1.exists = true;
+        self.touch();
+    }
+
+    pub(crate) fn delete_namespace(&mut self, name: &str) {
+        if let Some(ns) = self.namespaces.get_mut(name) {
+            ns.exists = false;
+        }
+        self.drop_if_empty(name);
+        self.touch();
+    }
+
+    /// After a relist: the namespaces listed, and no others.
+    pub(crate) fn replace_namespaces(&mut self, objects: &[K8sNamespace]) {
+        let listed: HashSet<String> = objects
+            .iter()
+            .filter_map(|o| o.metadata.name.as_deref().map(str::to_ascii_lowercase))
+            .collect();
+        let gone: Vec<Str> = self
+            .namespaces
+            .keys()
+            .filter(|k| !listed.contains(&***k))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.delete_namespace(&name);
+        }
+        for object in objects {
+            self.apply_namespace(object);
+        }
+    }
+
+    // -------------------------------------------------------------- services
+
+    pub(crate) fn apply_service(&mut self, object: &K8sService) {
+        let (Some(ns), Some(name)) = (
+            object.metadata.namespace.as_deref(),
+            object.metadata.name.as_deref(),
+        ) else {
+            return;
+        };
+        let Some(service) = self.convert_service(object) else {
+            self.delete_service(ns, name);
+            return;
+        };
+        let name = self.intern(name);
+        let (ns_key, namespace) = self.namespace_mut(ns);
+        let old = namespace.services.insert(name.clone(), service.clone());
+        if old.as_ref() == Some(&service) {
+            return;
+        }
+        if let Some(Service {
+            kind: ServiceKind::ClusterIp(ips),
+            ..
+        }) = old
+        {
+            self.unindex_ips(&ips, |o| {
+                matches!(o, Owner::Service { namespace, service } if *namespace == ns_key && *service == name)
+            });
+        }
+        if let ServiceKind::ClusterIp(ips) = &service.kind {
+            for ip in ips {
+                self.reverse.entry(*ip).or_default().push(Owner::Service {
+                    namespace: ns_key.clone(),
+                    service: name.clone(),
+                });
+            }
+        }
+        self.touch();
+    }
+
+    fn convert_service(&mut self, object: &K8sService) -> Option<Service> {
+        let spec = object.spec.as_ref()?;
+        let ports = spec
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| Port {
+                name: self.intern(p.name.as_deref().unwrap_or("")),
+                protocol: Protocol::parse(p.protocol.as_deref()),
+                port: u16::try_from(p.port).ok(),
+            })
+            .collect();
+        let kind = if spec.type_.as_deref() == Some("ExternalName") {
+            ServiceKind::ExternalName(spec.external_name.as_deref().unwrap_or("").into())
+        } else if spec.cluster_ip.as_deref() == Some("None") {
+            ServiceKind::Headless
+        } else {
+            let mut ips: Vec<IpAddr> = spec
+                .cluster_ips
+                .iter()
+                .flatten()
+                .filter_map(|ip| ip.parse().ok())
+                .collect();
+            if ips.is_empty()
+                && let Some(ip) = spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok())
+            {
+                ips.push(ip);
+            }
+            if ips.is_empty() {
+                return None;
+            }
+            ServiceKind::ClusterIp(ips)
+        };
+        Some(Service { kind, ports })
+    }
+
+    pub(crate) fn delete_service(&mut self, ns: &str, name: &str) {
+        let removed = self
+            .namespaces
+            .get_mut(ns)
+            .and_then(|n| n.services.remove(name));
+        if let Some(removed) = removed {
+            if let ServiceKind::ClusterIp(ips) = removed.kind {
+                self.unindex_ips(&ips, |o| {
+                    matches!(o, Owner::Service { namespace, service } if &**namespace == ns && &**service == name)
+                });
+            }
+            self.drop_if_empty(ns);
+            self.touch();
+        }
+    }
+
+    pub(crate) fn replace_services(&mut self, objects: &[K8sService]) {
+        let listed: HashSet<(String, String)> = objects.iter().filter_map(key_of_service).collect();
+        let gone: Vec<(Str, Str)> = self
+            .namespaces
+            .iter()
+            .flat_map(|(ns, n)| n.services.keys().map(move |s| (ns.clone(), s.clone())))
+            .filter(|(ns, s)| !listed.contains(&(ns.to_string(), s.to_string())))
+            .collect();
+        for (ns, name) in gone {
+            self.delete_service(&ns, &name);
+        }
+        for object in objects {
+            self.apply_service(object);
+        }
+    }
+
+    // -------------------------------------------------------- endpoint slices
+
+    pub(crate) fn apply_slice(&mut self, object: &EndpointSlice) {
+        let (Some(ns), Some(name)) = (
+            object.metadata.namespace.as_deref(),
+            object.metadata.name.as_deref(),
+        ) else {
+            return;
+        };
+        let Some(service) = object
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"))
+        else {
+            self.delete_slice(ns, name);
+            return;
+        };
+        let slice = Slice {
+            service: self.intern(service),
+            endpoints: object
+                .endpoints
+                .iter()
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+                .flat_map(|e| {
+                    let hostname = e.hostname.as_deref().map(|h| self.intern(h));
+                    let pod = e
+                        .target_ref
+                        .as_ref()
+                        .filter(|r| r.kind.as_deref() == Some("Pod"))
+                        .and_then(|r| r.name.as_deref())
+                        .map(|p| self.intern(p));
+                    e.addresses
+                        .iter()
+                        .filter_map(|a| a.parse().ok())
+                        .map(move |ip| Endpoint {
+                            ip,
+                            hostname: hostname.clone(),
+                            pod: pod.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            ports: object
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| Port {
+                    name: self.intern(p.name.as_deref().unwrap_or("")),
+                    protocol: Protocol::parse(p.protocol.as_deref()),
+                    port: p.port.and_then(|p| u16::try_from(p).ok()),
+                })
+                .collect(),
+        };
+        let name = self.intern(name);
+        let (ns_key, namespace) = self.namespace_mut(ns);
+        if namespace.slices.get(&name) == Some(&slice) {
+            return;
+        }
+        self.delete_slice(&ns_key, &name);
+        let (_, namespace) = self.namespace_mut(&ns_key);
+        let owners = slice
+            .endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.ip,
+                    Owner::Endpoint {
+                        namespace: ns_key.clone(),
+                        service: slice.service.clone(),
+                        slice: name.clone(),
+                        endpoint: e.clone(),
+                    },
+                )
+            })
+            .collect::<Vec<_>>();
+        namespace
+            .slices_of
+            .entry(slice.service.clone())
+            .or_default()
+            .push(name.clone());
+        namespace.slices.insert(name, slice);
+        for (ip, owner) in owners {
+            self.reverse.entry(ip).or_default().push(owner);
+        }
+        self.touch();
+    }
+
+    pub(crate) fn delete_slice(&mut self, ns: &str, name: &str) {
+        let Some(namespace) = self.namespaces.get_mut(ns) else {
+            return;
+        };
+        let Some(old) = namespace.slices.remove(name) else {
+            return;
+        };
+        if let Some(names) = namespace.slices_of.get_mut(&old.service) {
+            names.retain(|n| &**n != name);
+            if names.is_empty() {
+                namespace.slices_of.remove(&old.service);
+            }
+        }
+        let ips: Vec<IpAddr> = old.endpoints.iter().map(|e| e.ip).collect();
+        self.unindex_ips(&ips, |o| {
+            matches!(o, Owner::Endpoint { namespace, slice, .. } if &**namespace == ns && &**slice == name)
+        });
+        self.drop_if_empty(ns);
+        self.touch();
+    }
+
+    pub(crate) fn replace_slices(&mut self, objects: &[EndpointSlice]) {
+        let listed: HashSet<(String, String)> = objects
+            .iter()
+            .filter_map(|o| {
+                Some((
+                    o.metadata.namespace.as_deref()?.to_ascii_lowercase(),
+                    o.metadata.name.as_deref()?.to_ascii_lowercase(),
+                ))
+            })
+            .collect();
+        let gone: Vec<(Str, Str)> = self
+            .namespaces
+            .iter()
+            .flat_map(|(ns, n)| n.slices.keys().map(move |s| (ns.clone(), s.clone())))
+            .filter(|(ns, s)| !listed.contains(&(ns.to_string(), s.to_string())))
+            .collect();
+        for (ns, name) in gone {
+            self.delete_slice(&ns, &name);
+        }
+        for object in objects {
+            self.apply_slice(object);
+        }
+    }
+
+    fn unindex_ips(&mut self, ips: &[IpAddr], matches: impl Fn(&Owner) -> bool) {
+        for ip in ips {
+            if let Some(owners) = self.reverse.get_mut(ip) {
+                owners.retain(|o| !matches(o));
+                if owners.is_empty() {
+                    self.reverse.remove(ip);
+                }
+            }
+        }
+    }
+}
+
+fn key_of_service(o: &K8sService) -> Option<(String, String)> {
+    Some((
+        o.metadata.namespace.as_deref()?.to_ascii_lowercase(),
+        o.metadata.name.as_deref()?.to_ascii_lowercase(),
+    ))
+}
