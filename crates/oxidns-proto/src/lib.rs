@@ -42,10 +42,19 @@ pub fn name_from_str(text: &str) -> Result<Name, String> {
     } else {
         format!("{text}.")
     };
-    absolute
+    let name = absolute
         .parse::<Name>()
-        .map_err(|e| format!("invalid domain name '{text}': {e}"))
+        .map_err(|e| format!("invalid domain name '{text}': {e}"))?;
+    // The parser lets a name end one octet too long (a last label of one
+    // character past 254 octets); RFC 1035 §2.3.4 allows 255.
+    if name.as_slice().len() > 255 {
+        return Err(format!(
+            "invalid domain name '{text}': longer than 255 octets"
+        ));
+    }
+    Ok(name)
 }
+
 
 /// The name in lower case, for use as a map key.
 pub fn lowercase(name: &Name) -> Name {
@@ -59,5 +68,30 @@ pub fn name_text(name: &Name) -> String {
         ".".to_owned()
     } else {
         format!("{name}.")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing: `whoami` built `_udp.<name>` for a 251-octet name
+    /// and sent a 256-octet owner that no client can read.
+    #[test]
+    fn a_name_of_256_octets_is_refused() {
+        let labels = vec!["a".repeat(61); 4].join(".");
+        let text = format!("_udp.{labels}.b");
+        assert!(
+            name_from_str(&text)
+                .unwrap_err()
+                .contains("longer than 255 octets")
+        );
+        assert_eq!(
+            name_from_str(&format!("{labels}.b"))
+                .unwrap()
+                .as_slice()
+                .len(),
+            251
+        );
     }
 }
