@@ -55,7 +55,6 @@ pub fn name_from_str(text: &str) -> Result<Name, String> {
     Ok(name)
 }
 
-
 /// The name in lower case, for use as a map key.
 pub fn lowercase(name: &Name) -> Name {
     use domain::base::ToName;
