@@ -946,30 +946,6 @@ fn setup_errors_name_the_line() {
     }
 }
 
-#[test]
-fn readme_corefile_examples_are_valid_configs() {
-    let readme = include_str!("../README.md");
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in readme.lines() {
-        match &mut current {
-            None if line.trim_start().starts_with("```corefile") => current = Some(String::new()),
-            Some(_) if line.trim_start().starts_with("```") => blocks.push(current.take().unwrap()),
-            Some(body) => {
-                body.push_str(line);
-                body.push('\n');
-            }
-            None => {}
-        }
-    }
-    assert!(blocks.len() >= 3);
-    for block in blocks {
-        if let Err(errors) = config(&block, PLUGINS) {
-            panic!("{block}: {}", errors[0]);
-        }
-    }
-}
-
 /// Keeps every counter and gauge by name and labels, for one test.
 #[derive(Default)]
 struct Recorded {

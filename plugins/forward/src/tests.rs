@@ -207,33 +207,3 @@ fn rcode_labels_are_go_s() {
     assert_eq!(rcode_text(3), "NXDOMAIN");
     assert_eq!(rcode_text(99), "99");
 }
-
-#[test]
-fn readme_corefile_examples_are_valid_configs() {
-    let readme = include_str!("../README.md");
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in readme.lines() {
-        match &mut current {
-            None if line.starts_with("```corefile") => current = Some(String::new()),
-            Some(_) if line.starts_with("```") => blocks.extend(current.take()),
-            Some(body) => {
-                body.push_str(line);
-                body.push('\n');
-            }
-            None => {}
-        }
-    }
-    assert!(blocks.len() >= 5, "the README has its examples");
-    let plugins = [
-        oxidns_plugin_errors::PLUGIN,
-        oxidns_plugin_log::PLUGIN,
-        PLUGIN,
-        oxidns_plugin_whoami::PLUGIN,
-    ];
-    for body in blocks {
-        if let Err(errors) = config(&body, &plugins) {
-            panic!("{body}: {errors:?}");
-        }
-    }
-}

@@ -404,31 +404,6 @@ fn no_reverse_takes_no_arguments() {
     );
 }
 
-#[test]
-fn readme_corefile_examples_are_valid() {
-    let readme = include_str!("../README.md");
-    let mut checked = 0;
-    let mut body: Option<String> = None;
-    for line in readme.lines() {
-        match &mut body {
-            None if line.starts_with("```corefile") => body = Some(String::new()),
-            Some(text) if line.starts_with("```") => {
-                if let Err(errors) = config(text, &[PLUGIN, oxidns_plugin_whoami::PLUGIN]) {
-                    panic!("{text}\n{errors:?}");
-                }
-                checked += 1;
-                body = None;
-            }
-            Some(text) => {
-                text.push_str(line);
-                text.push('\n');
-            }
-            None => {}
-        }
-    }
-    assert!(checked > 0);
-}
-
 type Recorded = Vec<(
     metrics_util::CompositeKey,
     Option<metrics::Unit>,

@@ -1121,30 +1121,4 @@ mod tests {
             assert!(config(corefile, &[PLUGIN]).is_ok(), "{corefile:?}");
         }
     }
-
-    #[test]
-    fn readme_corefile_examples_are_valid() {
-        let readme = include_str!("../README.md");
-        let mut blocks = Vec::new();
-        let mut current: Option<String> = None;
-        for line in readme.lines() {
-            match &mut current {
-                None if line.trim_start().starts_with("```corefile") => {
-                    current = Some(String::new())
-                }
-                Some(_) if line.trim_start().starts_with("```") => blocks.extend(current.take()),
-                Some(body) => {
-                    body.push_str(line);
-                    body.push('\n');
-                }
-                None => {}
-            }
-        }
-        assert!(!blocks.is_empty());
-        for corefile in blocks {
-            if let Err(errors) = config(&corefile, &[PLUGIN, oxidns_plugin_whoami::PLUGIN]) {
-                panic!("{corefile}: {errors:?}");
-            }
-        }
-    }
 }

@@ -259,29 +259,4 @@ mod tests {
             "Corefile:3: nsid: this plugin can only be used once per server block"
         );
     }
-
-    #[test]
-    fn readme_corefile_examples_are_valid_configs() {
-        let readme = include_str!("../README.md");
-        let mut blocks = Vec::new();
-        let mut current: Option<String> = None;
-        for line in readme.lines() {
-            match &mut current {
-                None if line.starts_with("```corefile") => current = Some(String::new()),
-                Some(_) if line.starts_with("```") => blocks.extend(current.take()),
-                Some(body) => {
-                    body.push_str(line);
-                    body.push('\n');
-                }
-                None => {}
-            }
-        }
-        assert!(!blocks.is_empty());
-        for body in blocks {
-            let plugins = [PLUGIN, oxidns_plugin_whoami::PLUGIN];
-            if let Err(errors) = config(&body, &plugins) {
-                panic!("{body}: {errors:?}");
-            }
-        }
-    }
 }

@@ -442,31 +442,6 @@ fn quoted_zone_list_is_split_on_spaces() {
     assert!(config(corefile, &[PLUGIN]).is_ok());
 }
 
-#[test]
-fn readme_corefile_examples_are_valid() {
-    let readme = include_str!("../README.md");
-    let mut checked = 0;
-    let mut body: Option<String> = None;
-    for line in readme.lines() {
-        match &mut body {
-            None if line.starts_with("```corefile") => body = Some(String::new()),
-            Some(text) if line.starts_with("```") => {
-                if let Err(errors) = config(text, &[PLUGIN, oxidns_plugin_whoami::PLUGIN]) {
-                    panic!("{text}\n{errors:?}");
-                }
-                checked += 1;
-                body = None;
-            }
-            Some(text) => {
-                text.push_str(line);
-                text.push('\n');
-            }
-            None => {}
-        }
-    }
-    assert!(checked > 0);
-}
-
 /// Every counter recorded: (name, labels as `key=value`, value), sorted.
 fn counters(recorder: &metrics_util::debugging::Snapshotter) -> Vec<(String, Vec<String>, u64)> {
     use metrics_util::debugging::DebugValue;
