@@ -35,6 +35,7 @@
 mod rtt;
 mod tls;
 mod upstream;
+pub mod xfr;
 
 #[cfg(feature = "test-server")]
 pub mod test_server;

@@ -31,6 +31,7 @@ pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_kubernetes::PLUGIN,
     oxidns_plugin_file::PLUGIN,
     oxidns_plugin_auto::PLUGIN,
+    oxidns_plugin_secondary::PLUGIN,
     oxidns_plugin_loop::PLUGIN,
     oxidns_plugin_forward::PLUGIN,
     oxidns_plugin_whoami::PLUGIN,

@@ -1,0 +1,668 @@
+//! Incoming zone transfers: an AXFR (RFC 5936) and IXFR (RFC 1995) client
+//! over TCP, for `secondary`.
+//!
+//! A transfer is one query on a fresh TCP connection, answered by as many
+//! messages as the server needs. They are read until the closing SOA, each
+//! checked (ID, QR, opcode, rcode, question when present), with a timeout
+//! for every read and for the whole transfer, and bounds on the number of
+//! messages and records; anything else fails the whole transfer, so the
+//! caller never sees part of a zone.
+//!
+//! - [`axfr`]: the zone's records, the opening SOA first, the closing SOA
+//!   left out.
+//! - [`ixfr`]: per RFC 1995 §4, either [`Ixfr::UpToDate`] (a single SOA not
+//!   newer than the client's), [`Ixfr::Full`] (an answer in AXFR form), or
+//!   [`Ixfr::Diffs`] (sequences of removed and added records, each with its
+//!   SOA).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use oxidns_proto::domain::base::MessageBuilder;
+use oxidns_proto::domain::rdata::Soa;
+use oxidns_proto::{
+    Class, Name, Opcode, OptRcode, Rcode, Record, RecordData, Response, Rtype, Serial, Ttl,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Limits of one transfer.
+#[derive(Clone, Copy, Debug)]
+pub struct XfrOptions {
+    /// The longest wait for the connection and for each message.
+    pub read_timeout: Duration,
+    /// The longest a whole transfer may take.
+    pub total_timeout: Duration,
+    /// The most messages a transfer may have.
+    pub max_messages: usize,
+    /// The most records a transfer may have.
+    pub max_records: usize,
+}
+
+impl Default for XfrOptions {
+    fn default() -> XfrOptions {
+        XfrOptions {
+            read_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(600),
+            max_messages: 1_000_000,
+            max_records: 10_000_000,
+        }
+    }
+}
+
+/// Why a transfer failed.
+#[derive(Debug)]
+pub enum XfrError {
+    Io(std::io::Error),
+    /// No connection or message within the read timeout, or the whole
+    /// transfer took too long.
+    Timeout,
+    /// The server answered with an error (REFUSED, NOTAUTH, NOTIMP …).
+    Rcode(OptRcode),
+    /// A message that is not part of a valid transfer.
+    Malformed(&'static str),
+    /// More messages or records than allowed.
+    TooLarge,
+    /// The connection closed before the closing SOA.
+    Incomplete,
+}
+
+impl std::fmt::Display for XfrError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            XfrError::Io(e) => write!(f, "{e}"),
+            XfrError::Timeout => f.write_str("timed out"),
+            XfrError::Rcode(rcode) => write!(f, "server answered {rcode}"),
+            XfrError::Malformed(why) => write!(f, "malformed transfer: {why}"),
+            XfrError::TooLarge => f.write_str("transfer exceeds the size limits"),
+            XfrError::Incomplete => f.write_str("connection closed before the transfer ended"),
+        }
+    }
+}
+
+impl std::error::Error for XfrError {}
+
+impl From<std::io::Error> for XfrError {
+    fn from(e: std::io::Error) -> XfrError {
+        XfrError::Io(e)
+    }
+}
+
+/// One difference sequence of an incremental transfer (RFC 1995 §4).
+#[derive(Clone, Debug)]
+pub struct IxfrDiff {
+    /// The SOA of the version the difference starts from.
+    pub from_soa: Record,
+    /// Records removed (the old SOA not included).
+    pub removed: Vec<Record>,
+    /// The SOA of the version it leads to.
+    pub to_soa: Record,
+    /// Records added (the new SOA not included).
+    pub added: Vec<Record>,
+}
+
+/// What an IXFR brought.
+#[derive(Clone, Debug)]
+pub enum Ixfr {
+    /// The server's version is not newer than ours: its SOA.
+    UpToDate(Record),
+    /// The whole zone (AXFR form), the SOA first, the closing SOA left out.
+    Full(Vec<Record>),
+    /// The differences from our version to the server's, in order.
+    Diffs(Vec<IxfrDiff>),
+}
+
+/// The serial of an SOA record, if it is one.
+pub fn soa_serial(record: &Record) -> Option<u32> {
+    match record.data() {
+        RecordData::Soa(soa) => Some(soa.serial().into_int()),
+        _ => None,
+    }
+}
+
+/// Whether serial `new` is newer than `old` (RFC 1982 §3.2; serials that
+/// are exactly 2^31 apart are not comparable, and so not newer).
+pub fn serial_newer(new: u32, old: u32) -> bool {
+    Serial::from(new) > Serial::from(old)
+}
+
+/// Transfers `zone` from `addr` with AXFR.
+pub async fn axfr(
+    addr: SocketAddr,
+    zone: &Name,
+    options: XfrOptions,
+) -> Result<Vec<Record>, XfrError> {
+    let id = rand::random();
+    let query = MessageBuilder::new_vec();
+    let mut question = query.question();
+    question.header_mut().set_id(id);
+    question
+        .push((zone, Rtype::AXFR, Class::IN))
+        .map_err(|_| XfrError::Malformed("query does not fit"))?;
+    let wire = question.finish();
+    let mut reader = Reader::new(zone.clone(), Rtype::AXFR, id, options);
+    let mut records = Vec::new();
+    reader
+        .run(addr, &wire, |record| push_axfr(&mut records, record))
+        .await?;
+    Ok(records)
+}
+
+/// Asks `addr` for the changes to `zone` since `serial` with IXFR over TCP.
+pub async fn ixfr(
+    addr: SocketAddr,
+    zone: &Name,
+    serial: u32,
+    options: XfrOptions,
+) -> Result<Ixfr, XfrError> {
+    let id = rand::random();
+    let mut query = MessageBuilder::new_vec();
+    query.header_mut().set_id(id);
+    let mut question = query.question();
+    question
+        .push((zone, Rtype::IXFR, Class::IN))
+        .map_err(|_| XfrError::Malformed("query does not fit"))?;
+    let mut authority = question.authority();
+    // Only the serial counts (RFC 1995 §3); the other fields are placeholders.
+    let soa = Soa::new(
+        Name::root(),
+        Name::root(),
+        serial.into(),
+        Ttl::ZERO,
+        Ttl::ZERO,
+        Ttl::ZERO,
+        Ttl::ZERO,
+    );
+    authority
+        .push((zone, Class::IN, 0u32, soa))
+        .map_err(|_| XfrError::Malformed("query does not fit"))?;
+    let wire = authority.finish();
+    let mut reader = Reader::new(zone.clone(), Rtype::IXFR, id, options);
+    let mut state = IxfrState::new(serial);
+    reader.run(addr, &wire, |record| state.push(record)).await?;
+    state.finish()
+}
+
+/// Whether a transfer is over after a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    More,
+    Done,
+}
+
+/// Takes one record of an AXFR answer into `records`.
+fn push_axfr(records: &mut Vec<Record>, record: Record) -> Result<Step, XfrError> {
+    let is_soa = record.rtype() == Rtype::SOA;
+    if records.is_empty() {
+        if !is_soa {
+            return Err(XfrError::Malformed("the first record is not the SOA"));
+        }
+        records.push(record);
+        return Ok(Step::More);
+    }
+    if is_soa {
+        if soa_serial(&record) != soa_serial(&records[0]) {
+            return Err(XfrError::Malformed(
+                "the closing SOA differs from the opening one",
+            ));
+        }
+        return Ok(Step::Done);
+    }
+    records.push(record);
+    Ok(Step::More)
+}
+
+/// The RFC 1995 §4 reading of an IXFR answer, one record at a time.
+struct IxfrState {
+    client: u32,
+    /// The opening SOA (the server's version).
+    first: Option<Record>,
+    phase: Phase,
+    full: Vec<Record>,
+    diffs: Vec<IxfrDiff>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Start,
+    Second,
+    Full,
+    Removing,
+    Adding,
+    Done,
+}
+
+impl IxfrState {
+    fn new(client: u32) -> IxfrState {
+        IxfrState {
+            client,
+            first: None,
+            phase: Phase::Start,
+            full: Vec::new(),
+            diffs: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, record: Record) -> Result<Step, XfrError> {
+        let serial = soa_serial(&record);
+        match self.phase {
+            Phase::Start => {
+                let Some(serial) = serial else {
+                    return Err(XfrError::Malformed("the first record is not the SOA"));
+                };
+                self.first = Some(record);
+                if !serial_newer(serial, self.client) {
+                    self.phase = Phase::Done;
+                    return Ok(Step::Done);
+                }
+                self.phase = Phase::Second;
+            }
+            Phase::Second => match serial {
+                Some(s) if Some(s) == self.first.as_ref().and_then(soa_serial) => {
+                    // SOA, SOA: a zone of nothing but its SOA, in AXFR form.
+                    self.full
+                        .push(self.first.clone().expect("set at the start"));
+                    self.phase = Phase::Done;
+                    return Ok(Step::Done);
+                }
+                Some(_) => {
+                    self.diffs.push(IxfrDiff {
+                        from_soa: record.clone(),
+                        removed: Vec::new(),
+                        to_soa: record,
+                        added: Vec::new(),
+                    });
+                    self.phase = Phase::Removing;
+                }
+                None => {
+                    self.full
+                        .push(self.first.clone().expect("set at the start"));
+                    self.full.push(record);
+                    self.phase = Phase::Full;
+                }
+            },
+            Phase::Full => {
+                if let Some(s) = serial {
+                    if Some(s) != self.first.as_ref().and_then(soa_serial) {
+                        return Err(XfrError::Malformed(
+                            "the closing SOA differs from the opening one",
+                        ));
+                    }
+                    self.phase = Phase::Done;
+                    return Ok(Step::Done);
+                }
+                self.full.push(record);
+            }
+            Phase::Removing => {
+                let diff = self.diffs.last_mut().expect("a diff is open");
+                if serial.is_some() {
+                    diff.to_soa = record;
+                    self.phase = Phase::Adding;
+                } else {
+                    diff.removed.push(record);
+                }
+            }
+            Phase::Adding => {
+                if let Some(s) = serial {
+                    if Some(s) == self.first.as_ref().and_then(soa_serial) {
+                        self.phase = Phase::Done;
+                        return Ok(Step::Done);
+                    }
+                    self.diffs.push(IxfrDiff {
+                        from_soa: record.clone(),
+                        removed: Vec::new(),
+                        to_soa: record,
+                        added: Vec::new(),
+                    });
+                    self.phase = Phase::Removing;
+                } else {
+                    self.diffs
+                        .last_mut()
+                        .expect("a diff is open")
+                        .added
+                        .push(record);
+                }
+            }
+            Phase::Done => return Err(XfrError::Malformed("records after the closing SOA")),
+        }
+        Ok(Step::More)
+    }
+
+    fn finish(self) -> Result<Ixfr, XfrError> {
+        if self.phase != Phase::Done {
+            return Err(XfrError::Incomplete);
+        }
+        let first = self.first.expect("done means started");
+        if !self.diffs.is_empty() {
+            // The sequences must chain from the client's serial to the server's.
+            let mut at = self.client;
+            for diff in &self.diffs {
+                if soa_serial(&diff.from_soa) != Some(at) {
+                    return Err(XfrError::Malformed("difference sequences do not chain"));
+                }
+                at = soa_serial(&diff.to_soa).unwrap_or(at);
+            }
+            if Some(at) != soa_serial(&first) {
+                return Err(XfrError::Malformed("difference sequences end elsewhere"));
+            }
+            return Ok(Ixfr::Diffs(self.diffs));
+        }
+        if self.full.is_empty() {
+            return Ok(Ixfr::UpToDate(first));
+        }
+        Ok(Ixfr::Full(self.full))
+    }
+}
+
+/// Reads the messages of one transfer.
+struct Reader {
+    zone: Name,
+    qtype: Rtype,
+    id: u16,
+    options: XfrOptions,
+}
+
+impl Reader {
+    fn new(zone: Name, qtype: Rtype, id: u16, options: XfrOptions) -> Reader {
+        Reader {
+            zone,
+            qtype,
+            id,
+            options,
+        }
+    }
+
+    async fn run(
+        &mut self,
+        addr: SocketAddr,
+        query: &[u8],
+        mut each: impl FnMut(Record) -> Result<Step, XfrError>,
+    ) -> Result<(), XfrError> {
+        let deadline = Instant::now() + self.options.total_timeout;
+        let wait = |deadline: Instant, read: Duration| {
+            read.min(deadline.saturating_duration_since(Instant::now()))
+        };
+        let mut stream = tokio::time::timeout(
+            wait(deadline, self.options.read_timeout),
+            TcpStream::connect(addr),
+        )
+        .await
+        .map_err(|_| XfrError::Timeout)??;
+        let mut framed = Vec::with_capacity(query.len() + 2);
+        framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
+        framed.extend_from_slice(query);
+        tokio::time::timeout(
+            wait(deadline, self.options.read_timeout),
+            stream.write_all(&framed),
+        )
+        .await
+        .map_err(|_| XfrError::Timeout)??;
+        let mut records = 0usize;
+        for index in 0..self.options.max_messages {
+            let message = tokio::time::timeout(
+                wait(deadline, self.options.read_timeout),
+                read_message(&mut stream),
+            )
+            .await
+            .map_err(|_| XfrError::Timeout)??;
+            let response = Response::parse(&message).map_err(|e| XfrError::Malformed(e.0))?;
+            if response.id != self.id {
+                return Err(XfrError::Malformed("message ID does not match the query"));
+            }
+            if response.opcode != Opcode::QUERY {
+                return Err(XfrError::Malformed("unexpected opcode"));
+            }
+            if response.response.rcode != OptRcode::from_rcode(Rcode::NOERROR) {
+                return Err(XfrError::Rcode(response.response.rcode));
+            }
+            if response.response.truncated {
+                return Err(XfrError::Malformed("truncated message"));
+            }
+            match &response.question {
+                Some((qname, qtype, _)) if *qname != self.zone || *qtype != self.qtype => {
+                    return Err(XfrError::Malformed("question does not match the query"));
+                }
+                None if index == 0 => {
+                    return Err(XfrError::Malformed("first message without a question"));
+                }
+                _ => {}
+            }
+            if response.response.answer.is_empty() {
+                return Err(XfrError::Malformed("message without records"));
+            }
+            let mut done = false;
+            for record in response.response.answer {
+                if done {
+                    return Err(XfrError::Malformed("records after the closing SOA"));
+                }
+                records += 1;
+                if records > self.options.max_records {
+                    return Err(XfrError::TooLarge);
+                }
+                if record.class() != Class::IN {
+                    return Err(XfrError::Malformed("record of another class"));
+                }
+                done = each(record)? == Step::Done;
+            }
+            if done {
+                return Ok(());
+            }
+        }
+        Err(XfrError::TooLarge)
+    }
+}
+
+/// One length-prefixed message (RFC 1035 §4.2.2); a close before it ends
+/// the transfer as incomplete.
+async fn read_message(stream: &mut TcpStream) -> Result<Vec<u8>, XfrError> {
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length).await.map_err(closed)?;
+    let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    stream.read_exact(&mut message).await.map_err(closed)?;
+    Ok(message)
+}
+
+fn closed(e: std::io::Error) -> XfrError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        XfrError::Incomplete
+    } else {
+        XfrError::Io(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxidns_proto::domain::rdata::{A, Txt};
+    use oxidns_proto::name_from_str;
+    use tokio::net::TcpListener;
+
+    fn name(text: &str) -> Name {
+        name_from_str(text).unwrap()
+    }
+
+    fn soa(serial: u32) -> Record {
+        Record::new(
+            name("example.org"),
+            Class::IN,
+            Ttl::from_secs(300),
+            RecordData::Soa(Soa::new(
+                name("ns.example.org"),
+                name("h.example.org"),
+                serial.into(),
+                Ttl::from_secs(60),
+                Ttl::from_secs(30),
+                Ttl::from_secs(600),
+                Ttl::from_secs(60),
+            )),
+        )
+    }
+
+    fn a(owner: &str, last: u8) -> Record {
+        Record::new(
+            name(owner),
+            Class::IN,
+            Ttl::from_secs(300),
+            RecordData::A(A::from_octets(192, 0, 2, last)),
+        )
+    }
+
+    fn txt(owner: &str, text: &str) -> Record {
+        Record::new(
+            name(owner),
+            Class::IN,
+            Ttl::from_secs(300),
+            RecordData::Txt(Txt::build_from_slice(text.as_bytes()).unwrap()),
+        )
+    }
+
+    /// A message answering the query `query` with `records`.
+    fn message(query: &[u8], records: &[Record], rcode: Rcode) -> Vec<u8> {
+        let query = oxidns_proto::Query::parse(bytes::Bytes::copy_from_slice(query)).unwrap();
+        let mut response = Response::new(rcode);
+        response.authoritative = true;
+        response.answer = records.to_vec();
+        response.encode(&query, 65535)
+    }
+
+    /// A primary on loopback that answers one transfer with these messages
+    /// (each a list of records), then closes; `None` closes at once.
+    async fn primary(messages: Vec<Vec<Record>>, rcode: Rcode) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let query = read_message(&mut stream).await.unwrap();
+            for records in messages {
+                let wire = message(&query, &records, rcode);
+                let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
+                framed.extend_from_slice(&wire);
+                if stream.write_all(&framed).await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    fn quick() -> XfrOptions {
+        XfrOptions {
+            read_timeout: Duration::from_secs(2),
+            total_timeout: Duration::from_secs(5),
+            ..XfrOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn axfr_reads_messages_until_the_closing_soa() {
+        let addr = primary(
+            vec![
+                vec![soa(5), a("www.example.org", 1)],
+                vec![txt("t.example.org", "hello world")],
+                vec![a("ns.example.org", 2), soa(5)],
+            ],
+            Rcode::NOERROR,
+        )
+        .await;
+        let records = axfr(addr, &name("example.org"), quick()).await.unwrap();
+        assert_eq!(records.len(), 4);
+        assert_eq!(soa_serial(&records[0]), Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_transfer_cut_short_fails() {
+        let addr = primary(vec![vec![soa(5), a("www.example.org", 1)]], Rcode::NOERROR).await;
+        let error = axfr(addr, &name("example.org"), quick()).await.unwrap_err();
+        assert!(matches!(error, XfrError::Incomplete), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_reported() {
+        let addr = primary(vec![vec![]], Rcode::REFUSED).await;
+        let error = axfr(addr, &name("example.org"), quick()).await.unwrap_err();
+        assert!(
+            matches!(error, XfrError::Rcode(r) if r == OptRcode::REFUSED),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_record_limit_holds() {
+        let addr = primary(
+            vec![vec![
+                soa(5),
+                a("a.example.org", 1),
+                a("b.example.org", 2),
+                soa(5),
+            ]],
+            Rcode::NOERROR,
+        )
+        .await;
+        let options = XfrOptions {
+            max_records: 3,
+            ..quick()
+        };
+        let error = axfr(addr, &name("example.org"), options).await.unwrap_err();
+        assert!(matches!(error, XfrError::TooLarge), "{error}");
+    }
+
+    #[tokio::test]
+    async fn ixfr_reads_difference_sequences() {
+        let addr = primary(
+            vec![
+                vec![soa(3), soa(1), a("www.example.org", 1), soa(2)],
+                vec![
+                    a("www.example.org", 2),
+                    soa(2),
+                    soa(3),
+                    a("new.example.org", 3),
+                    soa(3),
+                ],
+            ],
+            Rcode::NOERROR,
+        )
+        .await;
+        match ixfr(addr, &name("example.org"), 1, quick()).await.unwrap() {
+            Ixfr::Diffs(diffs) => {
+                assert_eq!(diffs.len(), 2);
+                assert_eq!(diffs[0].removed.len(), 1);
+                assert_eq!(diffs[0].added.len(), 1);
+                assert!(diffs[1].removed.is_empty());
+                assert_eq!(diffs[1].added.len(), 1);
+                assert_eq!(soa_serial(&diffs[1].to_soa), Some(3));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn ixfr_takes_an_axfr_form_answer_and_an_up_to_date_soa() {
+        let addr = primary(
+            vec![vec![soa(3), a("www.example.org", 1), soa(3)]],
+            Rcode::NOERROR,
+        )
+        .await;
+        match ixfr(addr, &name("example.org"), 1, quick()).await.unwrap() {
+            Ixfr::Full(records) => assert_eq!(records.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        let addr = primary(vec![vec![soa(3)]], Rcode::NOERROR).await;
+        assert!(matches!(
+            ixfr(addr, &name("example.org"), 3, quick()).await.unwrap(),
+            Ixfr::UpToDate(_)
+        ));
+    }
+
+    #[test]
+    fn serial_arithmetic_wraps_around() {
+        assert!(serial_newer(2, 1));
+        assert!(serial_newer(0, u32::MAX));
+        assert!(serial_newer(5, u32::MAX - 5));
+        assert!(!serial_newer(u32::MAX, 0));
+        assert!(!serial_newer(7, 7));
+        // Exactly 2^31 apart: undefined, so not newer either way.
+        assert!(!serial_newer(1 << 31, 0));
+        assert!(!serial_newer(0, 1 << 31));
+        assert!(serial_newer((1 << 31) - 1, 0));
+    }
+}

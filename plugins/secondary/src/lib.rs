@@ -1,0 +1,721 @@
+//! `secondary`: serves zones transferred in from primaries, as CoreDNS's
+//! secondary plugin, with IXFR, NOTIFY and zones kept on disk.
+//!
+//! - Each zone is fetched from the `transfer from` addresses, tried in
+//!   order: an SOA query over UDP, then, when the primary's serial is newer
+//!   (RFC 1982), IXFR over TCP (RFC 1995) from our serial, falling back to
+//!   AXFR (RFC 5936) when IXFR fails or its differences do not apply.
+//! - A transfer is swapped in only whole: the records must build a valid
+//!   [`Zone`], and the zone is first written to disk atomically (temporary
+//!   file, fsync, rename) and then loaded from there. A failed transfer
+//!   leaves the previous version serving.
+//! - Timers from the SOA (RFC 1034 §4.3.5): a check every REFRESH, every
+//!   RETRY after a failure, and after EXPIRE without a successful check the
+//!   zone answers SERVFAIL until one succeeds. A NOTIFY (RFC 1996) from a
+//!   listed primary starts a check at once; NOTIFY from anyone else is
+//!   REFUSED.
+//! - At start the zone file written last time is served at once, before
+//!   any primary answers; its modification time is the time of the last
+//!   successful check, so expiry survives restarts.
+//! - The zones are registered in the block's [`ZoneSources`], so `transfer`
+//!   can pass them on.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use oxidns_net::xfr::{self, Ixfr, IxfrDiff, XfrOptions, serial_newer};
+use oxidns_net::{ExchangeOptions, OutgoingQuery, Protocol, Upstream, UpstreamConfig};
+use oxidns_server::fallthrough::Fallthrough;
+use oxidns_server::plugin::HookFuture;
+use oxidns_server::proto::domain::base::rdata::ComposeRecordData;
+use oxidns_server::proto::{Name, Opcode, OptRcode, Rcode, Record, RecordData, Response, Rtype};
+use oxidns_server::proto::{lowercase, name_text};
+use oxidns_server::{
+    ConfigError, Handler, HandlerFuture, Lifecycle, Next, PluginEntry, Request, Setup,
+};
+use oxidns_zone::zonefile::SourcedRecord;
+use oxidns_zone::{Reload, ServedZone, Zone, ZoneSet, ZoneSources};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub const PLUGIN: PluginEntry = PluginEntry {
+    name: "secondary",
+    setup,
+};
+
+/// The wait before trying again when there is no zone yet (CoreDNS: 10s).
+const RETRY_WITHOUT_ZONE: Duration = Duration::from_secs(10);
+/// SOA timers below this are raised to it, so a zone cannot make us spin.
+const MIN_TIMER: Duration = Duration::from_secs(1);
+/// The wait for the answer to an SOA query.
+const SOA_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
+    let mut slots = Vec::new();
+    let mut fallthrough = Fallthrough::Never;
+    for directive in setup.directives() {
+        let apexes = setup.zones_or_block(&directive.args)?;
+        let mut primaries = Vec::new();
+        let mut directory = None;
+        for line in &directive.block {
+            match line.name.text.as_str() {
+                "transfer" => {
+                    let args = line.args_between(2, usize::MAX)?;
+                    if args[0].text != "from" {
+                        return Err(line.error(format!(
+                            "expected 'from', got '{}' (transfers out are the transfer plugin's)",
+                            args[0].text
+                        )));
+                    }
+                    for arg in &args[1..] {
+                        primaries.push(parse_address(&arg.text).ok_or_else(|| {
+                            line.error(format!("invalid address '{}'", arg.text))
+                        })?);
+                    }
+                }
+                "directory" => {
+                    let dir = &line.args_between(1, 1)?[0].text;
+                    directory = Some(setup.resolve_path(dir));
+                }
+                "fallthrough" => fallthrough = Fallthrough::parse(line)?,
+                _ => return Err(directive.unknown_property(line)),
+            }
+        }
+        if primaries.is_empty() {
+            return Err(directive.error("'transfer from' is required"));
+        }
+        for apex in apexes {
+            let apex = lowercase(&apex);
+            let folder = zone_file_name(&apex);
+            let dir = directory
+                .clone()
+                .unwrap_or_else(|| setup.resolve_path(&folder));
+            let path = dir.join(format!("db.{folder}"));
+            slots.push(Arc::new(Slot::new(apex, primaries.clone(), path)));
+        }
+    }
+    let sources = setup.shared::<ZoneSources>();
+    for slot in &slots {
+        sources.register(slot.set.clone());
+    }
+    if !setup.settings().opcodes.contains(&Opcode::NOTIFY) {
+        setup.settings().opcodes.push(Opcode::NOTIFY);
+    }
+    let secondary = Arc::new(Secondary {
+        slots,
+        fallthrough,
+        stop: CancellationToken::new(),
+    });
+    setup.add_handler(secondary.clone());
+    setup.add_lifecycle(secondary);
+    Ok(())
+}
+
+/// `ADDRESS` as `transfer from` takes it: an IP with an optional port (53
+/// by default), IPv6 in brackets when a port is given.
+fn parse_address(text: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let ip: IpAddr = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text)
+        .parse()
+        .ok()?;
+    Some(SocketAddr::new(ip, 53))
+}
+
+/// The zone's name without the final dot ("root" for the root zone), for
+/// file and folder names.
+fn zone_file_name(apex: &Name) -> String {
+    let text = name_text(apex);
+    match text.trim_end_matches('.') {
+        "" => "root".to_owned(),
+        name => name.to_owned(),
+    }
+}
+
+/// Where a zone stands.
+const NOT_LOADED: u8 = 0;
+const SERVING: u8 = 1;
+const EXPIRED: u8 = 2;
+
+/// One secondary zone.
+struct Slot {
+    apex: Name,
+    primaries: Vec<SocketAddr>,
+    /// The zone file we write and serve from.
+    path: PathBuf,
+    /// Holds the zone while it is serving, nothing otherwise.
+    set: Arc<ZoneSet>,
+    served: Mutex<Option<Arc<ServedZone>>>,
+    state: AtomicU8,
+    /// When the zone expires unless a check succeeds first.
+    expires: Mutex<Option<Instant>>,
+    /// Woken by NOTIFY.
+    check_now: Notify,
+}
+
+/// What a check did.
+#[derive(Debug)]
+enum Checked {
+    UpToDate(u32),
+    Transferred,
+}
+
+/// Timers from an SOA: refresh, retry, expire.
+#[derive(Clone, Copy, Debug)]
+struct Timers {
+    refresh: Duration,
+    retry: Duration,
+    expire: Duration,
+}
+
+impl Slot {
+    fn new(apex: Name, primaries: Vec<SocketAddr>, path: PathBuf) -> Slot {
+        let slot = Slot {
+            apex,
+            primaries,
+            path,
+            set: Arc::new(ZoneSet::default()),
+            served: Mutex::new(None),
+            state: AtomicU8::new(NOT_LOADED),
+            expires: Mutex::new(None),
+            check_now: Notify::new(),
+        };
+        slot.load_from_disk();
+        slot
+    }
+
+    /// Serves the zone file of an earlier run, if there is a valid one.
+    fn load_from_disk(&self) {
+        if !self.path.exists() {
+            return;
+        }
+        let served = match ServedZone::load(&self.path, &self.apex) {
+            Ok((served, _)) => Arc::new(served),
+            Err(problems) => {
+                tracing::warn!(target: "plugin/secondary", "ignoring the saved copy of {}: {}", self.zone(), problems[0]);
+                return;
+            }
+        };
+        let timers = timers(&served.current());
+        let age = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        let left = timers.expire.saturating_sub(age);
+        *self.expires.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + left);
+        let serial = served.current().serial().into_int();
+        *self.served.lock().unwrap_or_else(|e| e.into_inner()) = Some(served.clone());
+        if left.is_zero() {
+            self.state.store(EXPIRED, Ordering::SeqCst);
+            tracing::warn!(target: "plugin/secondary", "the saved copy of {} (serial {serial}) has expired", self.zone());
+        } else {
+            self.set.replace(vec![served]);
+            self.state.store(SERVING, Ordering::SeqCst);
+            tracing::info!(target: "plugin/secondary", "Serving {} serial {serial} from {}", self.zone(), self.path.display());
+        }
+    }
+
+    fn zone(&self) -> String {
+        name_text(&self.apex)
+    }
+
+    fn served(&self) -> Option<Arc<ServedZone>> {
+        self.served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn current(&self) -> Option<Arc<Zone>> {
+        self.served().map(|s| s.current())
+    }
+
+    /// Checks every primary in turn until one answers.
+    async fn check(&self) -> Result<Checked, String> {
+        let mut errors = Vec::new();
+        for &primary in &self.primaries {
+            match self.check_with(primary).await {
+                Ok(checked) => return Ok(checked),
+                Err(e) => {
+                    tracing::warn!(target: "plugin/secondary", "transfer of {} from {primary} failed: {e}", self.zone());
+                    errors.push(format!("{primary}: {e}"));
+                }
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    async fn check_with(&self, primary: SocketAddr) -> Result<Checked, String> {
+        let theirs = primary_serial(primary, &self.apex).await?;
+        let current = self.current();
+        let ours = current.as_ref().map(|z| z.serial().into_int());
+        if let Some(ours) = ours
+            && !serial_newer(theirs, ours)
+        {
+            return Ok(Checked::UpToDate(ours));
+        }
+        let mut incremental = false;
+        let mut records = None;
+        if let (Some(zone), Some(ours)) = (&current, ours) {
+            match xfr::ixfr(primary, &self.apex, ours, XfrOptions::default()).await {
+                Ok(Ixfr::UpToDate(_)) => return Ok(Checked::UpToDate(ours)),
+                Ok(Ixfr::Full(full)) => records = Some(full),
+                Ok(Ixfr::Diffs(diffs)) => match apply(zone, &diffs) {
+                    Ok(applied) => {
+                        records = Some(applied);
+                        incremental = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "plugin/secondary", "IXFR of {} from {primary} does not apply ({e}); trying AXFR", self.zone())
+                    }
+                },
+                Err(e) => {
+                    tracing::info!(target: "plugin/secondary", "IXFR of {} from {primary} failed ({e}); trying AXFR", self.zone())
+                }
+            }
+        }
+        let records = match records {
+            Some(records) => records,
+            None => xfr::axfr(primary, &self.apex, XfrOptions::default())
+                .await
+                .map_err(|e| format!("AXFR: {e}"))?,
+        };
+        let serial = self.install(records, ours).await?;
+        tracing::info!(
+            target: "plugin/secondary",
+            "Transferred {} serial {serial} from {primary} ({})",
+            self.zone(),
+            if incremental { "IXFR" } else { "AXFR" }
+        );
+        Ok(Checked::Transferred)
+    }
+
+    /// Checks the records, writes them to disk and serves them.
+    async fn install(&self, records: Vec<Record>, ours: Option<u32>) -> Result<u32, String> {
+        let apex = self.apex.clone();
+        let path = self.path.clone();
+        let served = self.served();
+        let result = tokio::task::spawn_blocking(move || {
+            install_blocking(&apex, &path, records, ours, served)
+        })
+        .await
+        .map_err(|e| format!("install task failed: {e}"))??;
+        let (serial, fresh) = result;
+        if let Some(fresh) = fresh {
+            *self.served.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+        }
+        Ok(serial)
+    }
+
+    /// A check succeeded: the zone serves (again) until EXPIRE from now.
+    fn refreshed(&self) {
+        let Some(served) = self.served() else { return };
+        let timers = timers(&served.current());
+        *self.expires.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + timers.expire);
+        if self.state.swap(SERVING, Ordering::SeqCst) != SERVING {
+            self.set.replace(vec![served]);
+        }
+        // The file's time records the last successful check, for restarts.
+        if let Ok(file) = std::fs::File::options().append(true).open(&self.path) {
+            let _ = file.set_modified(SystemTime::now());
+        }
+    }
+
+    /// Stops serving the zone if it expired.
+    fn expire_if_due(&self) {
+        let due = self
+            .expires
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at <= Instant::now());
+        if due && self.state.swap(EXPIRED, Ordering::SeqCst) == SERVING {
+            self.set.replace(Vec::new());
+            tracing::error!(target: "plugin/secondary", "zone {} expired: no successful refresh within its SOA expire time; answering SERVFAIL", self.zone());
+        }
+    }
+
+    /// The refresh loop: at once, then by the SOA's timers or a NOTIFY.
+    async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut wait = Duration::ZERO;
+        loop {
+            let expires = *self.expires.lock().unwrap_or_else(|e| e.into_inner());
+            let until_expiry = expires.map(|at| at.saturating_duration_since(Instant::now()));
+            let sleep = match until_expiry {
+                Some(left) if left < wait && self.state.load(Ordering::SeqCst) == SERVING => left,
+                _ => wait,
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.check_now.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            self.expire_if_due();
+            if sleep < wait && self.state.load(Ordering::SeqCst) != SERVING {
+                // Woken for the expiry only: keep the retry schedule.
+                wait -= sleep;
+                continue;
+            }
+            let outcome = tokio::select! {
+                _ = stop.cancelled() => return,
+                outcome = self.check() => outcome,
+            };
+            match outcome {
+                Ok(checked) => {
+                    if let Checked::UpToDate(serial) = checked {
+                        tracing::debug!(target: "plugin/secondary", "{} is up to date at serial {serial}", self.zone());
+                    }
+                    self.refreshed();
+                    wait = self
+                        .current()
+                        .map_or(RETRY_WITHOUT_ZONE, |z| timers(&z).refresh);
+                }
+                Err(e) => {
+                    tracing::warn!(target: "plugin/secondary", "no primary of {} could be checked: {e}", self.zone());
+                    self.expire_if_due();
+                    wait = self
+                        .current()
+                        .map_or(RETRY_WITHOUT_ZONE, |z| timers(&z).retry);
+                }
+            }
+        }
+    }
+}
+
+/// Builds the zone from transferred records, writes it to the zone file and
+/// swaps it in: the serving zone as it was loaded from the file, or a new
+/// one when none served. Returns the serial and the new zone, if new.
+fn install_blocking(
+    apex: &Name,
+    path: &Path,
+    records: Vec<Record>,
+    ours: Option<u32>,
+    served: Option<Arc<ServedZone>>,
+) -> Result<(u32, Option<Arc<ServedZone>>), String> {
+    let sourced = records
+        .iter()
+        .map(|record| SourcedRecord {
+            record: record.clone(),
+            file: Arc::from("transfer"),
+            line: 0,
+        })
+        .collect();
+    let (zone, _) = Zone::build(apex, sourced)
+        .map_err(|problems| format!("the transferred zone is not valid: {}", problems[0]))?;
+    let serial = zone.serial().into_int();
+    if let Some(ours) = ours
+        && !serial_newer(serial, ours)
+    {
+        return Err(format!(
+            "transferred serial {serial} is not newer than {ours}"
+        ));
+    }
+    write_atomically(path, &zone_text(apex, &zone))
+        .map_err(|e| format!("cannot save {}: {e}", path.display()))?;
+    match served {
+        Some(served) => match served.reload_if_changed() {
+            Reload::Reloaded { serial, .. } => Ok((serial, None)),
+            Reload::Failed(problems) => {
+                Err(format!("the saved zone does not load: {}", problems[0]))
+            }
+            other => Err(format!("the saved zone was not swapped in: {other:?}")),
+        },
+        None => {
+            let (served, _) = ServedZone::load(path, apex)
+                .map_err(|problems| format!("the saved zone does not load: {}", problems[0]))?;
+            Ok((serial, Some(Arc::new(served))))
+        }
+    }
+}
+
+/// The zone in master-file form: the SOA, then every other record, each
+/// with its absolute owner, TTL and class.
+fn zone_text(apex: &Name, zone: &Zone) -> String {
+    let mut text = format!(
+        "; {} serial {}, transferred in by oxidns (secondary)\n",
+        name_text(apex),
+        zone.serial().into_int()
+    );
+    let records: Vec<&Record> = zone.records().collect();
+    for record in records.iter().filter(|r| r.rtype() == Rtype::SOA) {
+        push_record(&mut text, record);
+    }
+    for record in records.iter().filter(|r| r.rtype() != Rtype::SOA) {
+        push_record(&mut text, record);
+    }
+    text
+}
+
+/// Types whose presentation form reads back exactly; the rest are written
+/// in the generic form of RFC 3597 §5 (`TYPE33 \# 8 …`), which always does.
+const PRESENTED: &[Rtype] = &[
+    Rtype::SOA,
+    Rtype::NS,
+    Rtype::A,
+    Rtype::AAAA,
+    Rtype::CNAME,
+    Rtype::DNAME,
+    Rtype::PTR,
+    Rtype::MX,
+    Rtype::TXT,
+];
+
+fn push_record(text: &mut String, record: &Record) {
+    use std::fmt::Write;
+    if PRESENTED.contains(&record.rtype()) {
+        let _ = writeln!(text, "{record}");
+        return;
+    }
+    let mut data = Vec::new();
+    if record.data().compose_rdata(&mut data).is_err() {
+        return;
+    }
+    let _ = write!(
+        text,
+        "{}. {} {} TYPE{} \\# {}",
+        name_text(record.owner()).trim_end_matches('.'),
+        record.ttl().as_secs(),
+        record.class(),
+        record.rtype().to_int(),
+        data.len()
+    );
+    if !data.is_empty() {
+        text.push(' ');
+        for byte in data {
+            let _ = write!(text, "{byte:02x}");
+        }
+    }
+    text.push('\n');
+}
+
+/// Writes `text` to `path` so that a crash leaves the old file or the new
+/// one, never part of one: a temporary file in the same folder, fsync,
+/// rename, fsync of the folder.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("zone");
+    let temp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        if let Ok(folder) = std::fs::File::open(dir) {
+            let _ = folder.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// A record as IXFR differences name it: owner (any case), class, type and
+/// data; the TTL does not count.
+fn record_key(record: &Record) -> String {
+    format!(
+        "{} {} {} {}",
+        name_text(&lowercase(record.owner())),
+        record.class(),
+        record.rtype(),
+        record.data()
+    )
+}
+
+/// Applies difference sequences to a zone (RFC 1995 §4); a removal of a
+/// record the zone lacks, or a sequence that does not start at the zone's
+/// serial, means the differences are not for this zone.
+fn apply(zone: &Zone, diffs: &[IxfrDiff]) -> Result<Vec<Record>, String> {
+    let mut records: std::collections::BTreeMap<String, Record> = zone
+        .records()
+        .filter(|r| r.rtype() != Rtype::SOA)
+        .map(|r| (record_key(r), r.clone()))
+        .collect();
+    let mut serial = zone.serial().into_int();
+    let mut soa = None;
+    for diff in diffs {
+        if xfr::soa_serial(&diff.from_soa) != Some(serial) {
+            return Err(format!(
+                "a difference starts at another serial than {serial}"
+            ));
+        }
+        for removed in &diff.removed {
+            if records.remove(&record_key(removed)).is_none() {
+                return Err(format!("removes a record the zone lacks: {removed}"));
+            }
+        }
+        for added in &diff.added {
+            if added.rtype() == Rtype::SOA {
+                return Err("adds a second SOA".to_owned());
+            }
+            records.insert(record_key(added), added.clone());
+        }
+        serial = xfr::soa_serial(&diff.to_soa).unwrap_or(serial);
+        soa = Some(diff.to_soa.clone());
+    }
+    let soa = soa.ok_or("no differences")?;
+    let mut out = vec![soa];
+    out.extend(records.into_values());
+    Ok(out)
+}
+
+/// Refresh, retry and expire of the zone's SOA, raised to at least a second.
+fn timers(zone: &Zone) -> Timers {
+    let soa = zone.records().find(|r| r.rtype() == Rtype::SOA);
+    let (refresh, retry, expire) = match soa.map(|r| r.data()) {
+        Some(RecordData::Soa(soa)) => (
+            soa.refresh().as_secs(),
+            soa.retry().as_secs(),
+            soa.expire().as_secs(),
+        ),
+        _ => (3600, 600, 604_800),
+    };
+    let secs = |s: u32| Duration::from_secs(u64::from(s)).max(MIN_TIMER);
+    Timers {
+        refresh: secs(refresh),
+        retry: secs(retry),
+        expire: secs(expire),
+    }
+}
+
+/// The primary's serial for the zone, from an SOA query over UDP (TCP when
+/// truncated).
+async fn primary_serial(primary: SocketAddr, apex: &Name) -> Result<u32, String> {
+    let upstream = Upstream::new(
+        primary,
+        UpstreamConfig {
+            expire: Some(Duration::ZERO),
+            ..UpstreamConfig::default()
+        },
+    );
+    let mut query = OutgoingQuery::new(apex.clone(), Rtype::SOA);
+    query.rd = false;
+    let options = ExchangeOptions {
+        protocol: Protocol::Udp,
+        tcp_on_truncation: true,
+        timeout: Some(SOA_TIMEOUT),
+    };
+    let answer = upstream
+        .exchange(&query, options)
+        .await
+        .map_err(|e| format!("SOA query: {e}"))?;
+    let response = answer.response.response;
+    if response.rcode != OptRcode::NOERROR {
+        return Err(format!("SOA query answered {}", response.rcode));
+    }
+    response
+        .answer
+        .iter()
+        .find(|r| r.rtype() == Rtype::SOA && *r.owner() == *apex)
+        .and_then(xfr::soa_serial)
+        .ok_or_else(|| "SOA query answered without the zone's SOA".to_owned())
+}
+
+struct Secondary {
+    slots: Vec<Arc<Slot>>,
+    fallthrough: Fallthrough,
+    stop: CancellationToken,
+}
+
+impl Secondary {
+    /// The zone with the longest apex that holds `qname`.
+    fn slot_for(&self, qname: &Name) -> Option<&Arc<Slot>> {
+        self.slots
+            .iter()
+            .filter(|slot| qname.ends_with(&slot.apex))
+            .max_by_key(|slot| slot.apex.len())
+    }
+}
+
+impl Handler for Secondary {
+    fn name(&self) -> &'static str {
+        "secondary"
+    }
+
+    fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
+        let Some(slot) = self.slot_for(request.qname()) else {
+            return next.serve_or_refuse(request);
+        };
+        if request.query.opcode == Opcode::NOTIFY {
+            return ready(notified(slot, request));
+        }
+        if slot.state.load(Ordering::SeqCst) != SERVING {
+            return ready(Response::new(Rcode::SERVFAIL));
+        }
+        let query = &request.query;
+        match slot
+            .set
+            .answer(&query.qname, query.qtype, query.qclass, query.dnssec_ok())
+        {
+            None => ready(Response::new(Rcode::SERVFAIL)),
+            Some(response)
+                if response.rcode == OptRcode::NXDOMAIN
+                    && self.fallthrough.matches(&request.query.qname) =>
+            {
+                next.serve(request)
+            }
+            Some(response) => ready(response),
+        }
+    }
+}
+
+/// Answers a NOTIFY (RFC 1996 §3.7, §4.7): from a listed primary, NOERROR
+/// with AA and a check at once; from anyone else, REFUSED.
+fn notified(slot: &Slot, request: &Request) -> Response {
+    let client = request.client.ip();
+    if *request.qname() != slot.apex || request.qtype() != Rtype::SOA {
+        return Response::new(Rcode::NOTAUTH);
+    }
+    if !slot
+        .primaries
+        .iter()
+        .any(|p| p.ip().to_canonical() == client)
+    {
+        tracing::warn!(target: "plugin/secondary", "refused NOTIFY for {} from {client}: not a primary of the zone", slot.zone());
+        return Response::new(Rcode::REFUSED);
+    }
+    tracing::info!(target: "plugin/secondary", "NOTIFY for {} from {client}: checking for a new version", slot.zone());
+    slot.check_now.notify_one();
+    let mut response = Response::new(Rcode::NOERROR);
+    response.authoritative = true;
+    response
+}
+
+fn ready(response: Response) -> HandlerFuture<'static> {
+    Box::pin(std::future::ready(Ok(response)))
+}
+
+impl Lifecycle for Secondary {
+    fn startup(&self) -> HookFuture<'_, Result<(), String>> {
+        for slot in &self.slots {
+            tokio::spawn(slot.clone().run(self.stop.clone()));
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn shutdown(&self) -> HookFuture<'_, ()> {
+        self.stop.cancel();
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Ready once every zone has been loaded, from disk or a transfer.
+    fn ready(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|slot| slot.state.load(Ordering::SeqCst) != NOT_LOADED)
+    }
+}
+
+#[cfg(test)]
+mod tests;
