@@ -107,3 +107,71 @@ pub async fn serve_and_finish(config: &Config, mut request: Request) -> (Respons
     let wire = request.finish(&response);
     (response, wire)
 }
+
+/// Records (level, target, message) of every `tracing` event on this thread
+/// while the guard of [`capture_logs`] lives, for tests of what plugins log.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<std::sync::Mutex<Vec<(tracing::Level, String, String)>>>);
+
+/// Starts capturing this thread's log events; they stop with the guard.
+pub fn capture_logs() -> (LogCapture, tracing::subscriber::DefaultGuard) {
+    let capture = LogCapture::default();
+    let guard = tracing::subscriber::set_default(capture.clone());
+    (capture, guard)
+}
+
+impl LogCapture {
+    /// The messages so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .map(|(_, _, message)| message)
+            .collect()
+    }
+
+    /// (level, message) of the events so far, which are then forgotten.
+    pub fn take(&self) -> Vec<(tracing::Level, String)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .map(|(level, _, message)| (level, message))
+            .collect()
+    }
+
+    /// (level, target, message) of the events so far.
+    pub fn events(&self) -> Vec<(tracing::Level, String, String)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+struct MessageField(String);
+
+impl tracing::field::Visit for MessageField {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl tracing::Subscriber for LogCapture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut message = MessageField(String::new());
+        event.record(&mut message);
+        let meta = event.metadata();
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((
+            *meta.level(),
+            meta.target().to_owned(),
+            message.0,
+        ));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}

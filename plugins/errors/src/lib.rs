@@ -294,62 +294,10 @@ mod tests {
     use super::*;
     use oxidns_server::Config;
     use oxidns_server::proto::Response;
+    use oxidns_server::test_util::capture_logs as capture;
     use oxidns_server::test_util::{
         Failing, Fixed, config, config_error, request, serve_and_finish, serve_chain,
     };
-    use tracing::field::{Field, Visit};
-    use tracing::{Event, Metadata, Subscriber, span};
-
-    /// Collects (level, target, message) of every event on this thread.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<(Level, String, String)>>>);
-
-    impl Capture {
-        fn take(&self) -> Vec<(Level, String)> {
-            std::mem::take(&mut *self.0.lock().unwrap())
-                .into_iter()
-                .map(|(level, _, message)| (level, message))
-                .collect()
-        }
-    }
-
-    struct Message(String);
-
-    impl Visit for Message {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            if field.name() == "message" {
-                self.0 = format!("{value:?}");
-            }
-        }
-    }
-
-    impl Subscriber for Capture {
-        fn enabled(&self, _: &Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
-            span::Id::from_u64(1)
-        }
-        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
-        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-        fn event(&self, event: &Event<'_>) {
-            let mut message = Message(String::new());
-            event.record(&mut message);
-            let meta = event.metadata();
-            self.0
-                .lock()
-                .unwrap()
-                .push((*meta.level(), meta.target().to_owned(), message.0));
-        }
-        fn enter(&self, _: &span::Id) {}
-        fn exit(&self, _: &span::Id) {}
-    }
-
-    fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
-        let capture = Capture::default();
-        let guard = tracing::subscriber::set_default(capture.clone());
-        (capture, guard)
-    }
 
     /// The errors handler set up from `options` (the lines of its block), then `end`.
     fn chain(options: &str, end: Arc<dyn Handler>) -> (Config, Vec<Arc<dyn Handler>>) {
@@ -371,7 +319,7 @@ mod tests {
     async fn chain_error_is_logged_and_returned_unchanged() {
         let (capture, _guard) = capture();
         fail(&chain("", Arc::new(Failing)).1, "Example.ORG").await;
-        let events = capture.0.lock().unwrap().clone();
+        let events = capture.events();
         assert_eq!(
             events,
             [(Level::ERROR, "plugin/errors".to_owned(), FAILURE.to_owned())]

@@ -588,62 +588,13 @@ mod tests {
     use super::*;
     use oxidns_server::proto::domain::rdata::{A, Cname, Soa};
     use oxidns_server::proto::{Edns, Record, Serial, Ttl};
+    use oxidns_server::test_util::capture_logs as capture;
     use oxidns_server::test_util::{
         Failing, Fixed, config, config_error, over_tcp, request, request_with, serve_and_finish,
         serve_chain,
     };
     use std::net::Ipv4Addr;
-    use std::sync::Mutex;
-    use tracing::field::{Field, Visit};
-    use tracing::{Event, Level, Metadata, Subscriber, span};
-
-    /// Collects (level, target, message) of every event on this thread.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<(Level, String, String)>>>);
-
-    impl Capture {
-        fn lines(&self) -> Vec<String> {
-            self.0.lock().unwrap().iter().map(|e| e.2.clone()).collect()
-        }
-    }
-
-    struct Message(String);
-
-    impl Visit for Message {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            if field.name() == "message" {
-                self.0 = format!("{value:?}");
-            }
-        }
-    }
-
-    impl Subscriber for Capture {
-        fn enabled(&self, _: &Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
-            span::Id::from_u64(1)
-        }
-        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
-        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-        fn event(&self, event: &Event<'_>) {
-            let mut message = Message(String::new());
-            event.record(&mut message);
-            let meta = event.metadata();
-            self.0
-                .lock()
-                .unwrap()
-                .push((*meta.level(), meta.target().to_owned(), message.0));
-        }
-        fn enter(&self, _: &span::Id) {}
-        fn exit(&self, _: &span::Id) {}
-    }
-
-    fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
-        let capture = Capture::default();
-        let guard = tracing::subscriber::set_default(capture.clone());
-        (capture, guard)
-    }
+    use tracing::Level;
 
     fn name(text: &str) -> Name {
         name_from_str(text).unwrap()
@@ -815,7 +766,7 @@ mod tests {
             Rcode::SERVFAIL,
             "log alone has no next plugin"
         );
-        let events = capture.0.lock().unwrap().clone();
+        let events = capture.events();
         assert_eq!(events.len(), 1);
         let (level, target, message) = &events[0];
         assert_eq!((*level, target.as_str()), (Level::INFO, "query"));
