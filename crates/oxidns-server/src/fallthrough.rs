@@ -2,10 +2,11 @@
 //! the plugin cannot answer to the next plugin, for every name or only for
 //! names in ZONES.
 
-use oxidns_proto::Name;
+use oxidns_proto::{Name, OptRcode, Response};
 
 use crate::corefile::key::parse_key;
 use crate::corefile::{ConfigError, Directive};
+use crate::plugin::{HandlerFuture, Next, Request};
 
 /// Which names fall through.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,6 +40,20 @@ impl Fallthrough {
             Fallthrough::Always => true,
             Fallthrough::Zones(zones) => zones.iter().any(|z| qname.ends_with(z)),
         }
+    }
+
+    /// A plugin's own answer, or the next plugin's when the answer is
+    /// NXDOMAIN for a name that falls through (as CoreDNS's zone plugins do).
+    pub fn answer_or_next<'a>(
+        &self,
+        response: Response,
+        request: &'a mut Request,
+        next: Next<'a>,
+    ) -> HandlerFuture<'a> {
+        if response.rcode == OptRcode::NXDOMAIN && self.matches(request.qname()) {
+            return next.serve(request);
+        }
+        Box::pin(std::future::ready(Ok(response)))
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use oxidns_server::duration::parse_go_duration;
 use oxidns_server::fallthrough::Fallthrough;
 use oxidns_server::plugin::HookFuture;
-use oxidns_server::proto::{Name, OptRcode, name_from_str, name_text};
+use oxidns_server::proto::{Name, name_from_str, name_text};
 use oxidns_server::{
     ConfigError, Handler, HandlerFuture, Lifecycle, Next, PluginEntry, Request, Setup,
 };
@@ -233,13 +233,7 @@ impl Handler for Auto {
                 .answer(&query.qname, query.qtype, query.qclass, query.dnssec_ok());
         match answer {
             None => next.serve_or_refuse(request),
-            Some(response)
-                if response.rcode == OptRcode::NXDOMAIN
-                    && self.fallthrough.matches(&request.query.qname) =>
-            {
-                next.serve(request)
-            }
-            Some(response) => Box::pin(std::future::ready(Ok(response))),
+            Some(response) => self.fallthrough.answer_or_next(response, request, next),
         }
     }
 }

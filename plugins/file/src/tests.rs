@@ -1,5 +1,5 @@
 use super::*;
-use oxidns_server::proto::{Class, Rtype};
+use oxidns_server::proto::{Class, OptRcode, Rtype};
 use oxidns_server::proto::{Rcode, Response};
 use oxidns_server::test_util::{
     Fixed, config, config_error, request, request_with, serve_chain, serve_config,

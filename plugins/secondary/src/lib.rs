@@ -659,13 +659,7 @@ impl Handler for Secondary {
             .answer(&query.qname, query.qtype, query.qclass, query.dnssec_ok())
         {
             None => ready(Response::new(Rcode::SERVFAIL)),
-            Some(response)
-                if response.rcode == OptRcode::NXDOMAIN
-                    && self.fallthrough.matches(&request.query.qname) =>
-            {
-                next.serve(request)
-            }
-            Some(response) => ready(response),
+            Some(response) => self.fallthrough.answer_or_next(response, request, next),
         }
     }
 }
