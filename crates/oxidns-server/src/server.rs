@@ -174,6 +174,9 @@ pub async fn answer_all(
         listener.label.clone(),
     );
     let response = run_chain(block, &mut request).await;
+    if request.is_dropped() {
+        return None;
+    }
     let follow_ups = request.take_follow_ups();
     Some(Answer {
         message: request.finish(&response),

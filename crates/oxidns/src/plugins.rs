@@ -20,6 +20,7 @@ pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_errors::PLUGIN,
     oxidns_plugin_log::PLUGIN,
     oxidns_plugin_local::PLUGIN,
+    oxidns_plugin_acl::PLUGIN,
     oxidns_plugin_any::PLUGIN,
     oxidns_plugin_chaos::PLUGIN,
     oxidns_plugin_loadbalance::PLUGIN,
