@@ -188,11 +188,18 @@ impl Kubernetes {
                 let Some(_) = self.exposed(store, ns) else {
                     return Found::NxDomain;
                 };
-                match rest {
-                    [] => Found::NoData,
-                    [pod] if self.options.pods == PodMode::Insecure => match pod_ip(pod) {
+                match (rest, self.options.pods) {
+                    ([], _) => Found::NoData,
+                    ([pod], PodMode::Insecure) => match pod_ip(pod) {
                         Some(ip) => addresses(&mut std::iter::once(ip)),
                         None => Found::NxDomain,
+                    },
+                    // Only the address of a pod that runs in this namespace.
+                    ([pod], PodMode::Verified) => match pod_ip(pod) {
+                        Some(ip) if store.pod_namespaces(ip).any(|n| n == *ns) => {
+                            addresses(&mut std::iter::once(ip))
+                        }
+                        _ => Found::NxDomain,
                     },
                     _ => Found::NxDomain,
                 }

@@ -2,7 +2,8 @@
 //! plugin and the Kubernetes DNS specification describe it.
 //!
 //! - [`setup`]: the directive and its block; setup never connects.
-//! - `store`: Services, ready endpoints of EndpointSlices, and Namespaces.
+//! - `store`: Services, ready endpoints of EndpointSlices, Namespaces, and
+//!   the addresses of Pods (`pods verified`).
 //! - `watch`: the API client and one kube-runtime watcher per resource,
 //!   started by the lifecycle's start-up; it relists on 410 Gone and retries
 //!   with backoff, answering from the last known state meanwhile.
@@ -212,13 +213,6 @@ fn parse(setup: &Setup<'_>, directive: &Directive) -> Result<Options, ConfigErro
             }
             _ => return Err(directive.unknown_property(line)),
         }
-    }
-    if options.pods == PodMode::Verified {
-        // Verified pods need a Pod watch, which is not built yet.
-        return Err(error(
-            directive,
-            "pods verified is not supported yet (use insecure or disabled)".into(),
-        ));
     }
     Ok(options)
 }

@@ -1,6 +1,7 @@
 //! What the plugin knows of the cluster: Services, ready endpoints of their
-//! EndpointSlices, and Namespaces, kept compactly (names interned, addresses
-//! as [`IpAddr`]) and looked up by name in O(1).
+//! EndpointSlices, Namespaces and (with `pods verified`) the addresses of
+//! Pods, kept compactly (names interned, addresses as [`IpAddr`]) and looked
+//! up by name or address in O(1).
 //!
 //! Updates are applied one object at a time; a relist (the watcher's `Init`
 //! … `InitDone`) replaces the objects of one kind at once.
@@ -9,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Service as K8sService};
+use k8s_openapi::api::core::v1::{
+    Namespace as K8sNamespace, Pod as K8sPod, Service as K8sService,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// An interned name (namespace, service, port, host name).
@@ -138,11 +141,22 @@ pub(crate) enum Owner {
     },
 }
 
+/// A Pod holding an address: its namespace, and a hash of its name that
+/// tells two pods of one namespace apart (hostNetwork pods share the node's
+/// address) without keeping the name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PodRef {
+    pub namespace: Str,
+    name_hash: u64,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     interned: HashSet<Str>,
     pub namespaces: HashMap<Str, Namespace>,
     pub reverse: HashMap<IpAddr, Vec<Owner>>,
+    /// Running pods by address (only filled with `pods verified`).
+    pub pods: HashMap<IpAddr, Vec<PodRef>>,
     /// Seconds since the epoch of the last change (the SOA serial).
     pub modified: u32,
 }
@@ -458,6 +472,61 @@ impl Store {
         }
     }
 
+    // ------------------------------------------------------------------ pods
+
+    /// Adds a pod's addresses; a pod being deleted (deletionTimestamp set)
+    /// is taken out, as CoreDNS ignores terminating pods.
+    pub(crate) fn apply_pod(&mut self, object: &K8sPod) {
+        let Some((namespace, name)) = key_of(&object.metadata) else {
+            return;
+        };
+        let terminating = object.metadata.deletion_timestamp.is_some();
+        let ips = pod_ips(object);
+        if terminating || ips.is_empty() {
+            self.delete_pod(object);
+            return;
+        }
+        let pod = PodRef {
+            namespace: self.intern(&namespace),
+            name_hash: name_hash(&name),
+        };
+        for ip in ips {
+            let holders = self.pods.entry(ip).or_default();
+            if !holders.contains(&pod) {
+                holders.push(pod.clone());
+                holders.shrink_to_fit();
+            }
+        }
+    }
+
+    pub(crate) fn delete_pod(&mut self, object: &K8sPod) {
+        let Some((namespace, name)) = key_of(&object.metadata) else {
+            return;
+        };
+        let hash = name_hash(&name);
+        for ip in pod_ips(object) {
+            if let Some(holders) = self.pods.get_mut(&ip) {
+                holders.retain(|p| !(p.name_hash == hash && *p.namespace == *namespace));
+                if holders.is_empty() {
+                    self.pods.remove(&ip);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn replace_pods(&mut self, objects: &[K8sPod]) {
+        self.pods.clear();
+        for object in objects {
+            self.apply_pod(object);
+        }
+        self.pods.shrink_to_fit();
+    }
+
+    /// The namespaces of the pods holding `ip`.
+    pub(crate) fn pod_namespaces(&self, ip: IpAddr) -> impl Iterator<Item = &str> {
+        self.pods.get(&ip).into_iter().flatten().map(|p| &*p.namespace)
+    }
+
     fn unindex_ips(&mut self, ips: &[IpAddr], matches: impl Fn(&Owner) -> bool) {
         for ip in ips {
             if let Some(owners) = self.reverse.get_mut(ip) {
@@ -468,6 +537,43 @@ impl Store {
             }
         }
     }
+}
+
+/// Lower-cased namespace and name of an object.
+fn key_of(
+    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<(String, String)> {
+    Some((
+        metadata.namespace.as_deref()?.to_ascii_lowercase(),
+        metadata.name.as_deref()?.to_ascii_lowercase(),
+    ))
+}
+
+/// Every address of a pod (`status.podIPs`, else `status.podIP`).
+fn pod_ips(object: &K8sPod) -> Vec<IpAddr> {
+    let Some(status) = &object.status else {
+        return Vec::new();
+    };
+    let mut ips: Vec<IpAddr> = status
+        .pod_ips
+        .iter()
+        .flatten()
+        .filter_map(|p| p.ip.parse().ok())
+        .collect();
+    if let Some(ip) = status.pod_ip.as_deref().and_then(|ip| ip.parse().ok())
+        && !ips.contains(&ip)
+    {
+        ips.push(ip);
+    }
+    ips
+}
+
+/// A stable 64-bit hash of a pod name (SipHash with fixed keys).
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    name.hash(&mut hasher);
+    hasher.finish()
 }
 
 fn key_of_service(o: &K8sService) -> Option<(String, String)> {

@@ -9,6 +9,10 @@
 //!   → a chunked stream of `{"type":"ADDED|MODIFIED|DELETED|BOOKMARK","object":…}`
 //!   lines; a resourceVersion older than the last [`ApiServer::compact`]
 //!   gets an `ERROR` event with a 410 `Status` ("too old resource version").
+//! - `labelSelector` and `fieldSelector` (`status.phase!=Succeeded`, any
+//!   dotted field with `=`, `==`, `!=`) on lists and watches; as on the real
+//!   server, an object modified into the selection is ADDED to a watch and
+//!   one modified out of it is DELETED.
 //! - discovery (`/api`, `/apis`, `/api/v1`, `/apis/discovery.k8s.io/v1`) so
 //!   that `kubectl` can talk to it.
 //!
@@ -109,6 +113,8 @@ struct Event {
     kind: Kind,
     kind_text: &'static str,
     object: Value,
+    /// The object before a MODIFIED event, to tell selectors' transitions.
+    previous: Option<Value>,
 }
 
 #[derive(Default)]
@@ -258,17 +264,18 @@ impl ApiServer {
             .entry("creationTimestamp")
             .or_insert_with(|| json!("2024-01-01T00:00:00Z"));
         let key = (kind, namespace, name);
-        let kind_text = if inner.objects.contains_key(&key) {
+        let previous = inner.objects.insert(key, value.clone());
+        let kind_text = if previous.is_some() {
             "MODIFIED"
         } else {
             "ADDED"
         };
-        inner.objects.insert(key, value.clone());
         inner.log.push(Event {
             rv,
             kind,
             kind_text,
             object: value,
+            previous,
         });
         drop(inner);
         self.state.changed.send_replace(rv);
@@ -292,6 +299,7 @@ impl ApiServer {
             kind,
             kind_text: "DELETED",
             object: value,
+            previous: None,
         });
         drop(inner);
         self.state.changed.send_replace(rv);
@@ -386,6 +394,33 @@ fn selector_matches(selector: &str, object: &Value) -> bool {
         })
 }
 
+/// `status.phase!=Succeeded,metadata.name=x` against an object's fields.
+fn field_selector_matches(selector: &str, object: &Value) -> bool {
+    let field = |path: &str| {
+        path.split('.')
+            .try_fold(object, |value, part| value.get(part))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .all(|requirement| {
+            if let Some((k, v)) = requirement.split_once("!=") {
+                field(k.trim()) != v.trim()
+            } else if let Some((k, v)) = requirement
+                .split_once("==")
+                .or_else(|| requirement.split_once('='))
+            {
+                field(k.trim()) == v.trim()
+            } else {
+                false
+            }
+        })
+}
+
 fn handle(state: &Arc<State>, request: Request<hyper::body::Incoming>) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let query = request.uri().query().map(str::to_owned);
@@ -419,11 +454,13 @@ fn handle(state: &Arc<State>, request: Request<hyper::body::Incoming>) -> Respon
     };
     let params = query_params(query.as_deref());
     let selector = params.get("labelSelector").cloned().unwrap_or_default();
+    let fields = params.get("fieldSelector").cloned().unwrap_or_default();
     let wanted = move |object: &Value| {
         namespace
             .as_deref()
             .is_none_or(|ns| object["metadata"]["namespace"].as_str() == Some(ns))
             && selector_matches(&selector, object)
+            && field_selector_matches(&fields, object)
     };
     let watching = matches!(params.get("watch").map(String::as_str), Some("1" | "true"));
     if watching {
@@ -522,8 +559,19 @@ fn watch_stream(
                 let events: Vec<Value> = inner
                     .log
                     .iter()
-                    .filter(|e| e.rv > sent && e.kind == kind && wanted(&e.object))
-                    .map(|e| json!({ "type": e.kind_text, "object": e.object }))
+                    .filter(|e| e.rv > sent && e.kind == kind)
+                    .filter_map(|e| {
+                        let now = wanted(&e.object);
+                        let before = e.previous.as_ref().map(&wanted);
+                        // Moving into or out of the selection is an addition or a deletion.
+                        let kind_text = match (before, now) {
+                            (Some(false), true) => "ADDED",
+                            (Some(true), false) => "DELETED",
+                            (_, true) => e.kind_text,
+                            (_, false) => return None,
+                        };
+                        Some(json!({ "type": kind_text, "object": e.object }))
+                    })
                     .collect();
                 (events, inner.rv)
             };

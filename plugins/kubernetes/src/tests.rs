@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{
+    Container, Namespace, ObjectReference, Pod, PodIP, PodSpec, PodStatus, Service, ServicePort,
+    ServiceSpec,
+};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use oxidns_server::proto::{Rcode, Record, Response, Rtype};
@@ -83,6 +86,33 @@ fn external(ns: &str, name: &str, target: &str) -> Service {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// A running pod with these addresses.
+fn pod(ns: &str, name: &str, ips: &[&str], phase: &str) -> Pod {
+    Pod {
+        metadata: meta(Some(ns), name),
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "app".into(),
+                image: Some("registry.k8s.io/pause:3.10".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some(phase.into()),
+            pod_ip: ips.first().map(|ip| (*ip).to_owned()),
+            pod_ips: Some(
+                ips.iter()
+                    .map(|ip| PodIP {
+                        ip: (*ip).to_owned(),
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
     }
 }
 
@@ -201,6 +231,9 @@ async fn cluster() -> ApiServer {
     ));
     api.apply(&headless("default", "lonely", &[("pg", 5432, "TCP")]));
     api.apply(&external("default", "ext", "www.example.com"));
+    api.apply(&pod("default", "web-0", &["10.1.0.1"], "Running"));
+    api.apply(&pod("default", "dual-0", &["10.1.0.8", "fd00::8"], "Running"));
+    api.apply(&pod("kube-system", "done-0", &["10.1.0.9"], "Succeeded"));
     api
 }
 
@@ -502,6 +535,85 @@ async fn pod_record_in_insecure_mode_is_the_address_of_its_name() {
     assert_eq!(
         texts(&r.answer),
         ["10-1-0-9.default.pod.cluster.local. 5 IN A 10.1.0.9"]
+    );
+}
+
+#[tokio::test]
+async fn verified_pod_record_answers_for_a_pod_with_that_address_in_the_namespace() {
+    let (_api, config) = plugin("  pods verified").await;
+    let r = ask(&config, "10-1-0-1.default.pod.cluster.local", Rtype::A).await;
+    assert_eq!(
+        texts(&r.answer),
+        ["10-1-0-1.default.pod.cluster.local. 5 IN A 10.1.0.1"]
+    );
+}
+
+#[tokio::test]
+async fn verified_pod_record_of_another_namespace_is_nxdomain() {
+    let (_api, config) = plugin("  pods verified").await;
+    let r = ask(&config, "10-1-0-1.kube-system.pod.cluster.local", Rtype::A).await;
+    assert_eq!(r.header_rcode(), Rcode::NXDOMAIN);
+}
+
+#[tokio::test]
+async fn verified_pod_record_without_such_pod_is_nxdomain() {
+    let (_api, config) = plugin("  pods verified").await;
+    let r = ask(&config, "10-1-0-77.default.pod.cluster.local", Rtype::A).await;
+    assert_eq!(r.header_rcode(), Rcode::NXDOMAIN);
+}
+
+#[tokio::test]
+async fn verified_pod_record_of_a_finished_pod_is_nxdomain() {
+    let (_api, config) = plugin("  pods verified").await;
+    let r = ask(&config, "10-1-0-9.kube-system.pod.cluster.local", Rtype::A).await;
+    assert_eq!(r.header_rcode(), Rcode::NXDOMAIN);
+}
+
+#[tokio::test]
+async fn verified_dual_stack_pod_has_aaaa_record() {
+    let (_api, config) = plugin("  pods verified").await;
+    let r = ask(&config, "fd00--8.default.pod.cluster.local", Rtype::AAAA).await;
+    assert_eq!(
+        texts(&r.answer),
+        ["fd00--8.default.pod.cluster.local. 5 IN AAAA fd00::8"]
+    );
+}
+
+#[tokio::test]
+async fn verified_pods_follow_pods_starting_finishing_and_deleted() {
+    let (api, config) = plugin("  pods verified").await;
+    api.apply(&pod("default", "new-0", &["10.1.0.20"], "Running"));
+    eventually(&config, "10-1-0-20.default.pod.cluster.local", Rtype::A, |r| {
+        !r.answer.is_empty()
+    })
+    .await;
+    // Succeeded leaves the server's selection: the watch reports a deletion.
+    api.apply(&pod("default", "new-0", &["10.1.0.20"], "Succeeded"));
+    eventually(&config, "10-1-0-20.default.pod.cluster.local", Rtype::A, |r| {
+        r.header_rcode() == Rcode::NXDOMAIN
+    })
+    .await;
+    api.delete::<Pod>("default", "web-0");
+    eventually(&config, "10-1-0-1.default.pod.cluster.local", Rtype::A, |r| {
+        r.header_rcode() == Rcode::NXDOMAIN
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pods_are_watched_only_in_verified_mode() {
+    let (api, _config) = plugin("  pods insecure").await;
+    assert!(
+        !api.requests().iter().any(|r| r.contains("/pods")),
+        "{:?}",
+        api.requests()
+    );
+    let (api, _config) = plugin("  pods verified").await;
+    assert!(
+        api.requests().iter().any(|r| r.starts_with("GET /api/v1/pods")
+            && r.contains("fieldSelector=status.phase")),
+        "{:?}",
+        api.requests()
     );
 }
 
@@ -942,7 +1054,7 @@ async fn kubectl_reads_the_test_api_server() {
     let output = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new("kubectl")
-            .args(["--server", &url, "get", "svc,endpointslices", "-A"])
+            .args(["--server", &url, "get", "svc,endpointslices,pods", "-A"])
             .env("HOME", &home)
             .env("KUBECONFIG", home.join("none"))
             .output(),
@@ -953,7 +1065,9 @@ async fn kubectl_reads_the_test_api_server() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "kubectl: {stdout}\n{stderr}");
-    for name in ["web", "db", "lonely", "ext", "web-abc", "db-1"] {
+    for name in [
+        "web", "db", "lonely", "ext", "web-abc", "db-1", "web-0", "dual-0", "done-0",
+    ] {
         assert!(
             stdout
                 .split_whitespace()

@@ -1,7 +1,7 @@
 //! The API client and the watchers that keep the store up to date.
 //!
 //! One kube-runtime watcher per resource (Namespaces, Services,
-//! EndpointSlices). The watcher lists, then watches from the list's
+//! EndpointSlices, and Pods with `pods verified`). The watcher lists, then watches from the list's
 //! resourceVersion; on `410 Gone` it lists again (kube-runtime resets to its
 //! initial state), and on other errors it retries with backoff. While it
 //! cannot reach the API the store keeps the last known state, and queries
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -22,11 +22,15 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::store::Store;
-use crate::{Connection, Options};
+use crate::{Connection, Options, PodMode};
 
 const NAMESPACES: u8 = 1;
 const SERVICES: u8 = 2;
 const SLICES: u8 = 4;
+const PODS: u8 = 8;
+
+/// Pods that hold no address any more (CoreDNS's pod list leaves them out too).
+const RUNNING_PODS: &str = "status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown";
 
 /// The store and its sync state, shared by the handler and the watchers.
 pub(crate) struct Shared {
@@ -85,11 +89,14 @@ pub(crate) struct Watcher {
 
 impl Watcher {
     pub(crate) fn new(options: Options, shared: Arc<Shared>) -> Watcher {
-        if options.no_endpoints {
-            shared
-                .wanted_bits
-                .store(NAMESPACES | SERVICES, Ordering::Release);
+        let mut wanted = NAMESPACES | SERVICES;
+        if !options.no_endpoints {
+            wanted |= SLICES;
         }
+        if options.pods == PodMode::Verified {
+            wanted |= PODS;
+        }
+        shared.wanted_bits.store(wanted, Ordering::Release);
         Watcher {
             options,
             shared,
@@ -152,6 +159,18 @@ impl Lifecycle for Watcher {
                 },
                 Store::replace_services,
             ));
+            if self.options.pods == PodMode::Verified {
+                // As CoreDNS: the `labels` selector applies to pods too.
+                tasks.push(spawn_watch(
+                    Api::<Pod>::all(client.clone()),
+                    config().fields(RUNNING_PODS),
+                    shared.clone(),
+                    PODS,
+                    Store::apply_pod,
+                    Store::delete_pod,
+                    Store::replace_pods,
+                ));
+            }
             if !self.options.no_endpoints {
                 tasks.push(spawn_watch(
                     Api::<EndpointSlice>::all(client),
