@@ -43,7 +43,8 @@ pub struct ServedZone {
 }
 
 /// Told after a reload swapped a new version of a zone in: the zone, the
-/// version it replaced, and the new one. Runs on the reloading thread (a
+/// version it replaced, and the new one (the same `Arc` twice when a zone
+/// first serves, see [`ZoneSet::announce`]). Runs on the reloading thread (a
 /// blocking task): quick work or blocking I/O, nothing that waits on the
 /// async runtime.
 pub type SwapObserver = Arc<dyn Fn(&ServedZone, &Arc<Zone>, &Arc<Zone>) + Send + Sync>;
@@ -171,6 +172,14 @@ impl ZoneSet {
     /// Every zone, in no particular order.
     pub fn zones(&self) -> Vec<Arc<ServedZone>> {
         self.zones.load().values().cloned().collect()
+    }
+
+    /// Tells the observers that `zone` of this set serves a version they
+    /// have not seen, without a swap (a secondary's first transfer): they
+    /// get that version as both old and new.
+    pub fn announce(&self, zone: &ServedZone) {
+        let current = zone.current();
+        self.observers.notify(zone, &current, &current);
     }
 
     /// The zone with the longest apex that contains `qname`.

@@ -18,14 +18,21 @@
 //!   any primary answers; its modification time is the time of the last
 //!   successful check, so expiry survives restarts.
 //! - The zones are registered in the block's [`ZoneSources`], so `transfer`
-//!   can pass them on.
+//!   can pass them on; a zone's first version is announced there too, so
+//!   `transfer` sends NOTIFY downstream for it as for later ones.
+//! - A zone marked `catalog` is a catalog zone (RFC 9432, see [`catalog`]):
+//!   its members become secondary zones too.
 
+mod catalog;
+
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use oxidns_net::xfr::{self, Ixfr, IxfrDiff, XfrOptions, serial_newer};
 use oxidns_net::{ExchangeOptions, OutgoingQuery, Protocol, Upstream, UpstreamConfig};
 use oxidns_server::fallthrough::Fallthrough;
@@ -60,6 +67,7 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
         let apexes = setup.zones_or_block(&directive.args)?;
         let mut primaries = Vec::new();
         let mut directory = None;
+        let mut is_catalog = false;
         for line in &directive.block {
             match line.name.text.as_str() {
                 "transfer" => {
@@ -81,6 +89,10 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
                     directory = Some(setup.resolve_path(dir));
                 }
                 "fallthrough" => fallthrough = Fallthrough::parse(line)?,
+                "catalog" => {
+                    line.args_between(0, 0)?;
+                    is_catalog = true;
+                }
                 _ => return Err(directive.unknown_property(line)),
             }
         }
@@ -94,7 +106,12 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
                 .clone()
                 .unwrap_or_else(|| setup.resolve_path(&folder));
             let path = dir.join(format!("db.{folder}"));
-            slots.push(Arc::new(Slot::new(apex, primaries.clone(), path)));
+            let mut slot = Slot::new(apex, primaries.clone(), path);
+            if is_catalog {
+                slot.catalog = true;
+                slot.member_directory = directory.clone();
+            }
+            slots.push(Arc::new(slot));
         }
     }
     let sources = setup.shared::<ZoneSources>();
@@ -104,11 +121,27 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
     if !setup.settings().opcodes.contains(&Opcode::NOTIFY) {
         setup.settings().opcodes.push(Opcode::NOTIFY);
     }
-    let secondary = Arc::new(Secondary {
-        slots,
+    let zones = slots
+        .iter()
+        .map(|slot| (lowercase(&slot.apex), slot.clone()))
+        .collect();
+    let secondary = Arc::new_cyclic(|me| Secondary {
+        me: me.clone(),
+        configured_slots: slots,
+        zones: ArcSwap::from_pointee(zones),
+        catalogs: Mutex::default(),
+        sources,
+        root: setup.resolve_path(""),
+        started: AtomicBool::new(false),
         fallthrough,
         stop: CancellationToken::new(),
     });
+    // Members saved by an earlier run serve at once, like their catalog.
+    for slot in &secondary.configured_slots {
+        if slot.catalog {
+            secondary.update_catalog(slot);
+        }
+    }
     setup.add_handler(secondary.clone());
     setup.add_lifecycle(secondary);
     Ok(())
@@ -158,6 +191,14 @@ struct Slot {
     expires: Mutex<Option<Instant>>,
     /// Woken by NOTIFY.
     check_now: Notify,
+    /// Woken when a transfer brought a new version.
+    transferred: Notify,
+    /// Cancelled when the zone is no longer served (a catalog dropped it).
+    stop: CancellationToken,
+    /// A catalog zone (RFC 9432), whose members are secondary zones too.
+    catalog: bool,
+    /// Where a catalog's members keep their files (`directory`), if set.
+    member_directory: Option<PathBuf>,
 }
 
 /// What a check did.
@@ -186,6 +227,10 @@ impl Slot {
             state: AtomicU8::new(NOT_LOADED),
             expires: Mutex::new(None),
             check_now: Notify::new(),
+            transferred: Notify::new(),
+            stop: CancellationToken::new(),
+            catalog: false,
+            member_directory: None,
         };
         slot.load_from_disk();
         slot
@@ -322,7 +367,9 @@ impl Slot {
         *self.expires.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Instant::now() + timers.expire);
         if self.state.swap(SERVING, Ordering::SeqCst) != SERVING {
-            self.set.replace(vec![served]);
+            self.set.replace(vec![served.clone()]);
+            // No swap told `transfer` of this version: say it is served now.
+            self.set.announce(&served);
         }
         // The file's time records the last successful check, for restarts.
         if let Ok(file) = std::fs::File::options().append(true).open(&self.path) {
@@ -343,6 +390,29 @@ impl Slot {
         }
     }
 
+    /// Stops the refresh loop and serving, keeping the zone file.
+    fn retire(&self) {
+        self.stop.cancel();
+        self.state.store(NOT_LOADED, Ordering::SeqCst);
+        self.set.replace(Vec::new());
+    }
+
+    /// Stops serving the zone and deletes its file (and its folder, when
+    /// it is the zone's own and now empty).
+    fn remove(&self) {
+        self.retire();
+        if let Err(e) = std::fs::remove_file(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(target: "plugin/secondary", "cannot delete {}: {e}", self.path.display());
+        }
+        if let Some(dir) = self.path.parent()
+            && dir.file_name().and_then(|n| n.to_str()) == Some(zone_file_name(&self.apex).as_str())
+        {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
     /// The refresh loop: at once, then by the SOA's timers or a NOTIFY.
     async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut wait = Duration::ZERO;
@@ -355,6 +425,7 @@ impl Slot {
             };
             tokio::select! {
                 _ = stop.cancelled() => return,
+                _ = self.stop.cancelled() => return,
                 _ = self.check_now.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
             }
@@ -366,6 +437,7 @@ impl Slot {
             }
             let outcome = tokio::select! {
                 _ = stop.cancelled() => return,
+                _ = self.stop.cancelled() => return,
                 outcome = self.check() => outcome,
             };
             match outcome {
@@ -374,6 +446,9 @@ impl Slot {
                         tracing::debug!(target: "plugin/secondary", "{} is up to date at serial {serial}", self.zone());
                     }
                     self.refreshed();
+                    if let Checked::Transferred = checked {
+                        self.transferred.notify_one();
+                    }
                     wait = self
                         .current()
                         .map_or(RETRY_WITHOUT_ZONE, |z| timers(&z).refresh);
@@ -623,18 +698,48 @@ async fn primary_serial(primary: SocketAddr, apex: &Name) -> Result<u32, String>
 }
 
 struct Secondary {
-    slots: Vec<Arc<Slot>>,
+    me: std::sync::Weak<Secondary>,
+    /// The zones of the directives.
+    configured_slots: Vec<Arc<Slot>>,
+    /// Every zone served, configured or a catalog's member, by apex (lower case).
+    zones: ArcSwap<HashMap<Name, Arc<Slot>>>,
+    catalogs: Mutex<catalog::Catalogs>,
+    sources: Arc<ZoneSources>,
+    /// The folder relative paths start from (the *root* plugin's).
+    root: PathBuf,
+    /// Whether refresh loops run yet (zones added before start at startup).
+    started: AtomicBool,
     fallthrough: Fallthrough,
     stop: CancellationToken,
 }
 
 impl Secondary {
     /// The zone with the longest apex that holds `qname`.
-    fn slot_for(&self, qname: &Name) -> Option<&Arc<Slot>> {
-        self.slots
-            .iter()
-            .filter(|slot| qname.ends_with(&slot.apex))
-            .max_by_key(|slot| slot.apex.len())
+    fn slot_for(&self, qname: &Name) -> Option<Arc<Slot>> {
+        let zones = self.zones.load();
+        lowercase(qname)
+            .iter_suffixes()
+            .find_map(|suffix| zones.get(&suffix).cloned())
+    }
+
+    /// Starts the zone's refresh loop, unless startup will.
+    fn start(&self, slot: &Arc<Slot>) {
+        if self.started.load(Ordering::SeqCst) {
+            tokio::spawn(slot.clone().run(self.stop.clone()));
+        }
+    }
+
+    /// Follows a catalog zone: its members change with every transfer.
+    async fn follow_catalog(self: Arc<Self>, slot: Arc<Slot>) {
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = slot.transferred.notified() => {}
+            }
+            let secondary = self.clone();
+            let catalog = slot.clone();
+            let _ = tokio::task::spawn_blocking(move || secondary.update_catalog(&catalog)).await;
+        }
     }
 }
 
@@ -648,7 +753,7 @@ impl Handler for Secondary {
             return next.serve_or_refuse(request);
         };
         if request.query.opcode == Opcode::NOTIFY {
-            return ready(notified(slot, request));
+            return ready(notified(&slot, request));
         }
         if slot.state.load(Ordering::SeqCst) != SERVING {
             return ready(Response::new(Rcode::SERVFAIL));
@@ -692,8 +797,14 @@ fn ready(response: Response) -> HandlerFuture<'static> {
 
 impl Lifecycle for Secondary {
     fn startup(&self) -> HookFuture<'_, Result<(), String>> {
-        for slot in &self.slots {
+        self.started.store(true, Ordering::SeqCst);
+        for slot in self.zones.load().values() {
             tokio::spawn(slot.clone().run(self.stop.clone()));
+        }
+        if let Some(me) = self.me.upgrade() {
+            for slot in self.configured_slots.iter().filter(|slot| slot.catalog) {
+                tokio::spawn(me.clone().follow_catalog(slot.clone()));
+            }
         }
         Box::pin(std::future::ready(Ok(())))
     }
@@ -703,9 +814,10 @@ impl Lifecycle for Secondary {
         Box::pin(std::future::ready(()))
     }
 
-    /// Ready once every zone has been loaded, from disk or a transfer.
+    /// Ready once every configured zone has been loaded, from disk or a
+    /// transfer (catalog members come and go, and do not count).
     fn ready(&self) -> bool {
-        self.slots
+        self.configured_slots
             .iter()
             .all(|slot| slot.state.load(Ordering::SeqCst) != NOT_LOADED)
     }

@@ -412,7 +412,10 @@ impl Lifecycle for Transfer {
                 let Some(rule) = rule_for(&rules, &served.apex) else {
                     return;
                 };
-                if let Some(diff) = Diff::between(old, new) {
+                // The same version twice: newly served, nothing to journal.
+                if !Arc::ptr_eq(old, new)
+                    && let Some(diff) = Diff::between(old, new)
+                {
                     let journal = journals.of(served, rule);
                     let mut journal = journal.lock().unwrap_or_else(|e| e.into_inner());
                     if let Err(e) = journal.append(diff) {
