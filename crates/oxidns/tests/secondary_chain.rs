@@ -1,0 +1,488 @@
+//! Secondaries in chains and under faults: oxidns primary → oxidns
+//! secondary → Knot secondary with NOTIFY at every hop (the first transfer
+//! included), serial wrap-around (RFC 1982) along such a chain, `kill -9`
+//! of a secondary in the middle of a transfer, a DNSSEC-signed zone kept
+//! intact on disk, and catalog zones (RFC 9432) from a Knot primary.
+//!
+//! Tests that need knotd, dnssec-signzone or kzonecheck skip with a message
+//! when they are missing, unless OXIDNS_REQUIRE_TOOLS is set.
+
+mod common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use oxidns_proto::{Opcode, Rcode};
+
+const APEX: &str = "example.org";
+
+/// example.org at `serial`: `www` depends on the serial, plus bulk records
+/// so that a transfer takes several messages.
+fn zone(serial: u32) -> String {
+    let mut text = format!(
+        "$ORIGIN example.org.\n$TTL 300\n@ SOA ns1 hostmaster {serial} 3600 600 86400 300\n\
+         @ NS ns1\nns1 A 127.0.0.1\nwww A 192.0.2.{}\n",
+        80 + serial % 100
+    );
+    for i in 0..300 {
+        text.push_str(&format!("bulk{i} TXT \"{}\"\n", "y".repeat(40)));
+    }
+    text
+}
+
+/// The SOA serial `addr` answers for `apex` over UDP, if it answers.
+fn serial_of(addr: SocketAddr, apex: &str) -> Option<u32> {
+    let bytes = udp_raw(addr, &query(apex, Rtype::SOA), Duration::from_millis(500))?;
+    let reply = Response::parse(&bytes).ok()?;
+    let soa = reply.response.answer.first()?;
+    if soa.rtype() != Rtype::SOA {
+        return None;
+    }
+    soa.to_string().split_whitespace().nth(6)?.parse().ok()
+}
+
+fn serial(addr: SocketAddr) -> Option<u32> {
+    serial_of(addr, APEX)
+}
+
+fn wait_until(what: &str, condition: impl Fn() -> bool, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !condition() {
+        assert!(Instant::now() < deadline, "never {what}; log:\n{}", log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_for_serial(addr: SocketAddr, want: u32, log: impl Fn() -> String) {
+    wait_until(
+        &format!("reached serial {want} at {addr}"),
+        || serial(addr) == Some(want),
+        log,
+    );
+}
+
+/// The address `www` has at `addr`, or the rcode.
+fn www(addr: SocketAddr) -> Result<String, Rcode> {
+    let reply = udp_with_retries(addr, &query("www.example.org", Rtype::A), 3);
+    match reply.response.header_rcode() {
+        Rcode::NOERROR => Ok(reply.response.answer[0].data().to_string()),
+        rcode => Err(rcode),
+    }
+}
+
+fn log_of(server: &Oxidns) -> String {
+    server.output().join("\n")
+}
+
+fn path_text(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// oxidns as a primary serving `text` from `dir`/db.example.org (rechecked
+/// every second), notifying `notify`.
+fn oxidns_primary(dir: &TempDir, text: &str, notify: u16) -> Oxidns {
+    let path = dir.write("db.example.org", text);
+    Oxidns::start(&format!(
+        "example.org:0 {{\n bind 127.0.0.1\n transfer {{\n  to 127.0.0.1 127.0.0.1:{notify}\n }}\n \
+         file {} {{\n  reload 1s\n }}\n}}\n",
+        path.display()
+    ))
+}
+
+/// oxidns as a secondary of `primary` on `port`, keeping zones in `dir`,
+/// and passing them on to (and notifying) `downstream`, if any.
+fn oxidns_secondary(port: u16, primary: SocketAddr, dir: &Path, downstream: Option<u16>) -> Oxidns {
+    let transfer = match downstream {
+        Some(port) => format!(" transfer {{\n  to 127.0.0.1:{port}\n }}\n"),
+        None => String::new(),
+    };
+    Oxidns::start(&format!(
+        "example.org:{port} {{\n bind 127.0.0.1\n secondary {{\n  transfer from {primary}\n  \
+         directory {}\n }}\n{transfer}}}\n",
+        dir.display()
+    ))
+}
+
+/// A daemon we started; stopped (SIGTERM, then SIGKILL) on drop.
+struct Daemon {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn spawn(program: &str, args: &[&str], dir: &Path) -> Daemon {
+        let log = dir.join("log");
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("create log");
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup log"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+/// knotd configuration: the server on `port`, then `rest` (remotes, ACLs,
+/// zones).
+fn knot_conf(dir: &TempDir, port: u16, rest: &str) -> String {
+    let run = path_text(&dir.0);
+    format!(
+        "server:\n    rundir: \"{run}\"\n    pidfile: \"{run}/knot.pid\"\n    \
+         listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    \
+         background-workers: 1\n\n\
+         control:\n    listen: \"{run}/knot.sock\"\n\n\
+         database:\n    storage: \"{run}\"\n\n\
+         log:\n  - target: stderr\n    any: info\n\n\
+         template:\n  - id: default\n    storage: \"{run}\"\n    semantic-checks: off\n\n{rest}"
+    )
+}
+
+fn start_knot(dir: &TempDir, conf: &str) -> Daemon {
+    let conf_path = dir.write("knot.conf", conf);
+    let conf_arg = path_text(&conf_path).to_string();
+    let knot = Daemon::spawn("knotd", &["-c", &conf_arg], &dir.0);
+    let sock = dir.0.join("knot.sock");
+    wait_until("knotd listened", || sock.exists(), || knot.log());
+    knot
+}
+
+/// knotd as a secondary of example.org on `port`, from (and notified by)
+/// the primary on `primary`.
+fn knot_secondary(dir: &TempDir, port: u16, primary: u16) -> Daemon {
+    let run = path_text(&dir.0);
+    let rest = format!(
+        "remote:\n  - id: primary\n    address: 127.0.0.1@{primary}\n\n\
+         acl:\n  - id: notify\n    address: 127.0.0.1\n    action: notify\n\n\
+         zone:\n  - domain: {APEX}\n    file: \"{run}/example.org.zone\"\n    \
+         master: primary\n    acl: notify\n"
+    );
+    start_knot(dir, &knot_conf(dir, port, &rest))
+}
+
+#[test]
+fn a_chain_oxidns_oxidns_knot_notifies_every_hop_from_the_first_transfer_on() {
+    if !require_tool("knotd") {
+        return;
+    }
+    let primary_dir = TempDir::new("chain-primary");
+    let zones = TempDir::new("chain-zones");
+    let knot_dir = TempDir::new("chain-knot");
+    let (mid_port, knot_port) = (free_fixed_port(), free_fixed_port());
+    let knot_addr = SocketAddr::from(([127, 0, 0, 1], knot_port));
+    let primary = oxidns_primary(&primary_dir, &zone(1), mid_port);
+    // Knot first: it finds no zone upstream yet and waits.
+    let knot = knot_secondary(&knot_dir, knot_port, mid_port);
+    let mid = oxidns_secondary(mid_port, primary.addr(), &zones.0, Some(knot_port));
+    let logs = || {
+        format!(
+            "--- secondary:\n{}\n--- knot:\n{}",
+            log_of(&mid),
+            knot.log()
+        )
+    };
+    wait_for_serial(mid.addr(), 1, logs);
+    // The first transfer is passed on with a NOTIFY, answered by Knot.
+    let first_notify = format!("Sent NOTIFY for \"example.org.\" serial 1 to {knot_addr}");
+    wait_until(
+        "notified Knot of serial 1",
+        || log_of(&mid).contains(&first_notify),
+        logs,
+    );
+    wait_for_serial(knot_addr, 1, logs);
+
+    // A new version travels the chain by NOTIFY (the refresh timers are an hour).
+    primary_dir.write("db.example.org", &zone(2));
+    wait_for_serial(mid.addr(), 2, logs);
+    wait_for_serial(knot_addr, 2, logs);
+    assert_eq!(www(knot_addr), Ok("192.0.2.82".to_owned()));
+    let log = log_of(&mid);
+    assert!(log.contains("Transferred example.org. serial 2"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "Sent NOTIFY for \"example.org.\" serial 2 to {knot_addr}"
+        )),
+        "{log}"
+    );
+    assert!(knot.log().contains("notify"), "{}", knot.log());
+}
+
+#[test]
+fn serial_wrap_around_is_followed_along_the_chain() {
+    if !require_tool("knotd") {
+        return;
+    }
+    let primary_dir = TempDir::new("wrap-primary");
+    let zones = TempDir::new("wrap-zones");
+    let knot_dir = TempDir::new("wrap-knot");
+    let (mid_port, knot_port) = (free_fixed_port(), free_fixed_port());
+    let knot_addr = SocketAddr::from(([127, 0, 0, 1], knot_port));
+    let primary = oxidns_primary(&primary_dir, &zone(u32::MAX), mid_port);
+    let knot = knot_secondary(&knot_dir, knot_port, mid_port);
+    let mid = oxidns_secondary(mid_port, primary.addr(), &zones.0, Some(knot_port));
+    let logs = || {
+        format!(
+            "--- secondary:\n{}\n--- knot:\n{}",
+            log_of(&mid),
+            knot.log()
+        )
+    };
+    wait_for_serial(mid.addr(), u32::MAX, logs);
+    wait_for_serial(knot_addr, u32::MAX, logs);
+    // 4294967295 + 6 wraps to 5, which RFC 1982 §3.2 counts as newer.
+    primary_dir.write("db.example.org", &zone(5));
+    wait_for_serial(mid.addr(), 5, logs);
+    wait_for_serial(knot_addr, 5, logs);
+    assert_eq!(www(mid.addr()), Ok("192.0.2.85".to_owned()));
+    assert_eq!(www(knot_addr), Ok("192.0.2.85".to_owned()));
+    let saved = std::fs::read_to_string(zones.0.join("db.example.org")).unwrap();
+    assert!(saved.contains("hostmaster.example.org. 5 3600"), "{saved}");
+}
+
+/// An SOA answer at serial 2 for `query`, with `records` TXT records after
+/// it (half a zone, when sent over TCP without the closing SOA).
+fn answer_at_serial_2(query: &[u8], records: usize) -> Vec<u8> {
+    use oxidns_proto::domain::base::{Message, MessageBuilder, Ttl};
+    use oxidns_proto::domain::rdata::{Soa, Txt};
+    let query = Message::from_octets(query.to_vec()).expect("a query");
+    let question = query.first_question().expect("a question");
+    let mut builder = MessageBuilder::new_vec();
+    builder.header_mut().set_id(query.header().id());
+    builder.header_mut().set_qr(true);
+    builder.header_mut().set_aa(true);
+    let mut section = builder.question();
+    section.push(question).unwrap();
+    let mut answer = section.answer();
+    let apex = name_from_str(APEX).unwrap();
+    let soa = Soa::new(
+        name_from_str("ns1.example.org").unwrap(),
+        name_from_str("hostmaster.example.org").unwrap(),
+        2.into(),
+        Ttl::from_secs(3600),
+        Ttl::from_secs(600),
+        Ttl::from_secs(86400),
+        Ttl::from_secs(300),
+    );
+    answer.push((&apex, Class::IN, 300u32, soa)).unwrap();
+    for i in 0..records {
+        let owner = name_from_str(&format!("half{i}.example.org")).unwrap();
+        let txt = Txt::<Vec<u8>>::build_from_slice(&[b'z'; 100]).unwrap();
+        answer.push((&owner, Class::IN, 300u32, txt)).unwrap();
+    }
+    answer.finish()
+}
+
+/// A primary on `addr` that has serial 2 and, asked for a transfer, sends
+/// `messages` messages of it and then stalls with the connection open.
+/// `streaming` gets a message once they are sent.
+fn stalling_primary(
+    addr: SocketAddr,
+    messages: usize,
+    streaming: std::sync::mpsc::Sender<()>,
+) -> std::io::Result<()> {
+    let tcp = TcpListener::bind(addr)?;
+    let udp = UdpSocket::bind(addr)?;
+    udp.set_read_timeout(Some(Duration::from_secs(60)))?;
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 512];
+        for _ in 0..1000 {
+            let Ok((len, from)) = udp.recv_from(&mut buffer) else {
+                return;
+            };
+            let _ = udp.send_to(&answer_at_serial_2(&buffer[..len], 0), from);
+        }
+    });
+    std::thread::spawn(move || {
+        for stream in tcp.incoming().take(10) {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut length = [0u8; 2];
+            if stream.read_exact(&mut length).is_err() {
+                continue;
+            }
+            let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
+            if stream.read_exact(&mut message).is_err() {
+                continue;
+            }
+            for _ in 0..messages {
+                let wire = answer_at_serial_2(&message, 100);
+                if stream
+                    .write_all(&(wire.len() as u16).to_be_bytes())
+                    .is_err()
+                    || stream.write_all(&wire).is_err()
+                {
+                    break;
+                }
+            }
+            let _ = streaming.send(());
+            // Stall: the transfer never ends while the secondary lives.
+            let mut rest = [0u8; 512];
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+            let _ = stream.read(&mut rest);
+        }
+    });
+    Ok(())
+}
+
+/// A NOTIFY message for example.org, as a primary sends it.
+fn notify_message() -> Vec<u8> {
+    let mut wire = query(APEX, Rtype::SOA);
+    wire[2] = (Opcode::NOTIFY.to_int() & 0x0f) << 3 | 0x04;
+    wire
+}
+
+#[test]
+fn kill_9_during_a_transfer_then_restart_serves_the_last_complete_zone() {
+    let primary_dir = TempDir::new("kill9-primary");
+    let zones = TempDir::new("kill9-zones");
+    let port = free_fixed_port();
+    let mut primary = oxidns_primary(&primary_dir, &zone(1), port);
+    let primary_addr = primary.addr();
+    let mut ours = oxidns_secondary(port, primary_addr, &zones.0, None);
+    wait_for_serial(ours.addr(), 1, || log_of(&ours));
+    let saved_path = zones.0.join("db.example.org");
+    let complete = std::fs::read_to_string(&saved_path).expect("zone saved");
+    primary.terminate();
+
+    // The primary's address now has serial 2, sent slowly: about 2 MB, then
+    // a stall. A NOTIFY starts the transfer at once.
+    let (streaming, streamed) = std::sync::mpsc::channel();
+    let mut bound = stalling_primary(primary_addr, 200, streaming.clone());
+    for _ in 0..50 {
+        if bound.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        bound = stalling_primary(primary_addr, 200, streaming.clone());
+    }
+    bound.expect("the primary's port is free again");
+    let reply = udp_with_retries(ours.addr(), &notify_message(), 3);
+    assert_eq!(reply.response.header_rcode(), Rcode::NOERROR);
+    streamed
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the secondary asked for the transfer");
+    std::thread::sleep(Duration::from_millis(300));
+    // kill -9, mid-transfer.
+    ours.child.kill().expect("SIGKILL");
+    let _ = ours.child.wait();
+
+    // On disk: the last complete version, byte for byte.
+    assert_eq!(std::fs::read_to_string(&saved_path).unwrap(), complete);
+    // A restart with the primary unreachable serves it at once, whole.
+    let unreachable: SocketAddr = "127.0.0.2:9".parse().unwrap();
+    let ours = oxidns_secondary(port, unreachable, &zones.0, None);
+    assert_eq!(serial(ours.addr()), Some(1), "{}", log_of(&ours));
+    assert_eq!(www(ours.addr()), Ok("192.0.2.81".to_owned()));
+    let reply = udp(ours.addr(), &query("bulk299.example.org", Rtype::TXT));
+    assert_eq!(reply.response.answer.len(), 1);
+    let reply = udp(ours.addr(), &query("half0.example.org", Rtype::TXT));
+    assert_eq!(reply.response.header_rcode(), Rcode::NXDOMAIN);
+}
+
+/// Signs `text` as example.org (NSEC3, fresh ECDSA KSK and ZSK) in `dir`;
+/// the signed file's text.
+fn signed_zone(dir: &TempDir, text: &str) -> String {
+    let keys = dir.0.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let keys_arg = path_text(&keys);
+    for ksk in [true, false] {
+        let mut args = vec!["-q", "-K", keys_arg, "-a", "ECDSAP256SHA256", "-n", "ZONE"];
+        if ksk {
+            args.extend(["-f", "KSK"]);
+        }
+        args.push(APEX);
+        let (out, err, code) = run("dnssec-keygen", &args, &dir.0);
+        assert_eq!(code, 0, "dnssec-keygen {args:?}: {out}{err}");
+    }
+    let unsigned = dir.write("example.org.unsigned", text);
+    let signed = dir.0.join("example.org.signed");
+    let args = [
+        "-q",
+        "-S",
+        "-K",
+        keys_arg,
+        "-o",
+        APEX,
+        "-3",
+        "-",
+        "-H",
+        "0",
+        "-f",
+        path_text(&signed),
+        path_text(&unsigned),
+    ];
+    let (out, err, code) = run("dnssec-signzone", &args, &dir.0);
+    assert_eq!(code, 0, "dnssec-signzone {args:?}: {out}{err}");
+    std::fs::read_to_string(signed).unwrap()
+}
+
+fn kzonecheck(file: &Path, cwd: &Path) -> (bool, String) {
+    let (out, err, code) = run(
+        "kzonecheck",
+        &["-o", APEX, "-d", "on", path_text(file)],
+        cwd,
+    );
+    (code == 0, format!("{out}{err}"))
+}
+
+#[test]
+fn a_signed_zone_is_transferred_intact_and_its_copy_verifies() {
+    if !require_tool("dnssec-signzone") || !require_tool("kzonecheck") {
+        return;
+    }
+    let sign_dir = TempDir::new("signed-keys");
+    let primary_dir = TempDir::new("signed-primary");
+    let zones = TempDir::new("signed-zones");
+    let signed = signed_zone(&sign_dir, &zone(1));
+    let primary = oxidns_primary(&primary_dir, &signed, free_fixed_port());
+    let ours = oxidns_secondary(0, primary.addr(), &zones.0, None);
+    wait_for_serial(ours.addr(), 1, || log_of(&ours));
+    let copy = zones.0.join("db.example.org");
+    let (ok, report) = kzonecheck(&copy, &zones.0);
+    assert!(ok, "kzonecheck on the copy:\n{report}");
+    let text = std::fs::read_to_string(&copy).unwrap();
+    // RRSIG (46), NSEC3 (50) and NSEC3PARAM (51) came along, as did the keys.
+    for rtype in ["TYPE46", "TYPE50", "TYPE51", "TYPE48"] {
+        assert!(text.contains(rtype), "no {rtype} in the copy:\n{text}");
+    }
+
+    // The check is a real one: a signature with one bit flipped fails it.
+    let broken: String = text
+        .lines()
+        .map(|line| {
+            if line.starts_with("www.example.org.") && line.contains("TYPE46") {
+                let mut bytes = line.as_bytes().to_vec();
+                let last = bytes.len() - 1;
+                bytes[last] = if bytes[last] == b'0' { b'1' } else { b'0' };
+                String::from_utf8(bytes).unwrap()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let tampered = zones.write("tampered.zone", &broken);
+    let (ok, report) = kzonecheck(&tampered, &zones.0);
+    assert!(!ok, "kzonecheck accepted a broken signature:\n{report}");
+}
