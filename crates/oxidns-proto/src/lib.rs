@@ -7,10 +7,12 @@
 //! - [`Query`]: a received query, validated in full (RFC 1035 §4.1, RFC 6891 §6).
 //! - [`Response`]: an answer under construction, encoded with name compression
 //!   and truncated to whole RRsets when it does not fit (RFC 2181 §9).
+//! - [`tsig`]: TSIG signing and verification of wire messages (RFC 8945).
 
 mod edns;
 mod query;
 mod response;
+pub mod tsig;
 
 pub use edns::{Edns, EdnsOption, option_code};
 pub use query::{MalformedQuery, Query, QueryError};

@@ -22,6 +22,10 @@ use crate::{DEFAULT_UDP_PAYLOAD, Name, Record};
 
 type Builder = MessageBuilder<StaticCompressor<Vec<u8>>>;
 
+/// Room for the largest header, question (a 255-octet name) and bare OPT
+/// record: encoding always fits in it.
+const MIN_ROOM: usize = 12 + 255 + 4 + 11 + 18;
+
 /// A response under construction. Header fields that echo the query (ID,
 /// opcode, RD, CD, the question) are filled in at encoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,7 +111,19 @@ impl Response {
 
     /// Encodes the response to `query` in at most `limit` bytes (at least 512).
     pub fn encode(&self, query: &Query, limit: usize) -> Vec<u8> {
-        let limit = limit.max(usize::from(crate::MIN_UDP_PAYLOAD));
+        self.encode_reserving(query, limit, 0)
+    }
+
+    /// As [`Response::encode`], leaving `reserved` bytes of the limit free
+    /// for a record added to the wire form afterwards (a TSIG, RFC 8945
+    /// §5.3: truncate so that the signature still fits). The room left is
+    /// never less than a question and OPT record need, so a very large
+    /// reservation may still overrun a 512-byte limit.
+    pub fn encode_reserving(&self, query: &Query, limit: usize, reserved: usize) -> Vec<u8> {
+        let limit = limit
+            .max(usize::from(crate::MIN_UDP_PAYLOAD))
+            .saturating_sub(reserved)
+            .max(MIN_ROOM);
         let mut cut = Cut {
             answer: usize::MAX,
             authority: usize::MAX,

@@ -194,6 +194,21 @@ impl Metadata {
 /// Called once the response to a request has been encoded, with its wire form.
 pub type WriteObserver = Box<dyn FnOnce(&Request, &Response, &[u8]) + Send>;
 
+/// Transforms each encoded message of an answer just before it is sent:
+/// how `tsig` signs responses (RFC 8945 §5.3), including every message of
+/// a zone transfer.
+pub trait MessageSigner: Send + 'static {
+    /// Bytes the signature adds; encoding keeps them free under the
+    /// transport's limit, so a signed UDP answer still fits.
+    fn reserve(&self) -> usize;
+
+    /// Signs one finished message; called for each message of the answer,
+    /// in the order they are sent.
+    fn sign(&mut self, message: &mut Vec<u8>);
+}
+
+type SharedSigner = Arc<std::sync::Mutex<Box<dyn MessageSigner>>>;
+
 /// A query on its way through a server block's chain.
 pub struct Request {
     pub query: Query,
@@ -210,6 +225,7 @@ pub struct Request {
     pub received: Instant,
     observers: Vec<WriteObserver>,
     follow_ups: Option<mpsc::Receiver<Response>>,
+    signer: Option<SharedSigner>,
     dropped: bool,
 }
 
@@ -244,6 +260,7 @@ impl Request {
             received: Instant::now(),
             observers: Vec::new(),
             follow_ups: None,
+            signer: None,
             dropped: false,
         }
     }
@@ -278,7 +295,14 @@ impl Request {
         Some(FollowUps {
             query: self.query.clone(),
             messages,
+            signer: self.signer.clone(),
         })
+    }
+
+    /// Has every message of the answer (the first and any follow-ups)
+    /// pass through `signer` after encoding, before observers see it.
+    pub fn sign_with(&mut self, signer: impl MessageSigner) {
+        self.signer = Some(Arc::new(std::sync::Mutex::new(Box::new(signer))));
     }
 
     /// Asks to see the response as it is sent: its final rcode, flags and
@@ -292,7 +316,7 @@ impl Request {
 
     /// Encodes the response for this request and tells the observers.
     pub fn finish(mut self, response: &Response) -> Vec<u8> {
-        let wire = response.encode(&self.query, self.response_limit());
+        let wire = encode_signed(response, &self.query, self.response_limit(), &self.signer);
         for observer in std::mem::take(&mut self.observers) {
             observer(&self, response, &wire);
         }
@@ -335,14 +359,35 @@ impl Request {
 pub struct FollowUps {
     query: Query,
     messages: mpsc::Receiver<Response>,
+    signer: Option<SharedSigner>,
 }
 
 impl FollowUps {
     /// The next message in wire form; `None` when there are no more.
     pub async fn next(&mut self) -> Option<Vec<u8>> {
         let response = self.messages.recv().await?;
-        Some(response.encode(&self.query, usize::from(u16::MAX)))
+        Some(encode_signed(
+            &response,
+            &self.query,
+            usize::from(u16::MAX),
+            &self.signer,
+        ))
     }
+}
+
+fn encode_signed(
+    response: &Response,
+    query: &Query,
+    limit: usize,
+    signer: &Option<SharedSigner>,
+) -> Vec<u8> {
+    let Some(signer) = signer else {
+        return response.encode(query, limit);
+    };
+    let mut signer = signer.lock().unwrap_or_else(|e| e.into_inner());
+    let mut wire = response.encode_reserving(query, limit, signer.reserve());
+    signer.sign(&mut wire);
+    wire
 }
 
 fn canonical(addr: SocketAddr) -> SocketAddr {

@@ -24,6 +24,7 @@ pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_any::PLUGIN,
     oxidns_plugin_chaos::PLUGIN,
     oxidns_plugin_loadbalance::PLUGIN,
+    oxidns_plugin_tsig::PLUGIN,
     oxidns_plugin_cache::PLUGIN,
     oxidns_plugin_template::PLUGIN,
     oxidns_plugin_transfer::PLUGIN,
