@@ -26,6 +26,7 @@ pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_loadbalance::PLUGIN,
     oxidns_plugin_tsig::PLUGIN,
     oxidns_plugin_cache::PLUGIN,
+    oxidns_plugin_autopath::PLUGIN,
     oxidns_plugin_template::PLUGIN,
     oxidns_plugin_transfer::PLUGIN,
     oxidns_plugin_hosts::PLUGIN,

@@ -8,8 +8,10 @@
 //!   started by the lifecycle's start-up; it relists on 410 Gone and retries
 //!   with backoff, answering from the last known state meanwhile.
 //! - `answer`: the records.
+//! - `autopath`: the search path of a client's pod, offered to `autopath`.
 
 mod answer;
+mod autopath;
 mod store;
 mod watch;
 
@@ -34,6 +36,8 @@ pub const PLUGIN: PluginEntry = PluginEntry {
 };
 
 const DEFAULT_TTL: u32 = 5;
+/// Whose search domains follow the cluster's in `autopath @kubernetes`.
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `pods` modes.
@@ -78,6 +82,20 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
         options: options.clone(),
         shared: shared.clone(),
     }));
+    let host_search =
+        oxidns_plugin_autopath::search_domains_of(std::path::Path::new(HOST_RESOLV_CONF))
+            .unwrap_or_default();
+    setup
+        .shared::<oxidns_plugin_autopath::SearchPaths>()
+        .register(
+            "kubernetes",
+            Arc::new(autopath::PodSearchPath {
+                zones: options.zones.clone(),
+                pods: options.pods,
+                shared: shared.clone(),
+                host_search,
+            }),
+        );
     setup.add_lifecycle(Arc::new(Watcher::new(options, shared)));
     Ok(())
 }

@@ -10,9 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{
-    Namespace as K8sNamespace, Pod as K8sPod, Service as K8sService,
-};
+use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod, Service as K8sService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// An interned name (namespace, service, port, host name).
@@ -524,7 +522,11 @@ impl Store {
 
     /// The namespaces of the pods holding `ip`.
     pub(crate) fn pod_namespaces(&self, ip: IpAddr) -> impl Iterator<Item = &str> {
-        self.pods.get(&ip).into_iter().flatten().map(|p| &*p.namespace)
+        self.pods
+            .get(&ip)
+            .into_iter()
+            .flatten()
+            .map(|p| &*p.namespace)
     }
 
     fn unindex_ips(&mut self, ips: &[IpAddr], matches: impl Fn(&Owner) -> bool) {

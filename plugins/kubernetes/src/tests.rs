@@ -232,7 +232,12 @@ async fn cluster() -> ApiServer {
     api.apply(&headless("default", "lonely", &[("pg", 5432, "TCP")]));
     api.apply(&external("default", "ext", "www.example.com"));
     api.apply(&pod("default", "web-0", &["10.1.0.1"], "Running"));
-    api.apply(&pod("default", "dual-0", &["10.1.0.8", "fd00::8"], "Running"));
+    api.apply(&pod(
+        "default",
+        "dual-0",
+        &["10.1.0.8", "fd00::8"],
+        "Running",
+    ));
     api.apply(&pod("kube-system", "done-0", &["10.1.0.9"], "Succeeded"));
     api
 }
@@ -583,20 +588,29 @@ async fn verified_dual_stack_pod_has_aaaa_record() {
 async fn verified_pods_follow_pods_starting_finishing_and_deleted() {
     let (api, config) = plugin("  pods verified").await;
     api.apply(&pod("default", "new-0", &["10.1.0.20"], "Running"));
-    eventually(&config, "10-1-0-20.default.pod.cluster.local", Rtype::A, |r| {
-        !r.answer.is_empty()
-    })
+    eventually(
+        &config,
+        "10-1-0-20.default.pod.cluster.local",
+        Rtype::A,
+        |r| !r.answer.is_empty(),
+    )
     .await;
     // Succeeded leaves the server's selection: the watch reports a deletion.
     api.apply(&pod("default", "new-0", &["10.1.0.20"], "Succeeded"));
-    eventually(&config, "10-1-0-20.default.pod.cluster.local", Rtype::A, |r| {
-        r.header_rcode() == Rcode::NXDOMAIN
-    })
+    eventually(
+        &config,
+        "10-1-0-20.default.pod.cluster.local",
+        Rtype::A,
+        |r| r.header_rcode() == Rcode::NXDOMAIN,
+    )
     .await;
     api.delete::<Pod>("default", "web-0");
-    eventually(&config, "10-1-0-1.default.pod.cluster.local", Rtype::A, |r| {
-        r.header_rcode() == Rcode::NXDOMAIN
-    })
+    eventually(
+        &config,
+        "10-1-0-1.default.pod.cluster.local",
+        Rtype::A,
+        |r| r.header_rcode() == Rcode::NXDOMAIN,
+    )
     .await;
 }
 
@@ -610,8 +624,9 @@ async fn pods_are_watched_only_in_verified_mode() {
     );
     let (api, _config) = plugin("  pods verified").await;
     assert!(
-        api.requests().iter().any(|r| r.starts_with("GET /api/v1/pods")
-            && r.contains("fieldSelector=status.phase")),
+        api.requests()
+            .iter()
+            .any(|r| r.starts_with("GET /api/v1/pods") && r.contains("fieldSelector=status.phase")),
         "{:?}",
         api.requests()
     );
@@ -1075,4 +1090,73 @@ async fn kubectl_reads_the_test_api_server() {
             "{name} missing from:\n{stdout}\n{stderr}"
         );
     }
+}
+
+// ------------------------------------------------------------ autopath @kubernetes
+
+async fn autopath_plugin(block: &str) -> (ApiServer, Config) {
+    let api = cluster().await;
+    let text = format!(
+        ". {{\n autopath @kubernetes\n kubernetes cluster.local {{\n  endpoint {}\n{block}\n }}\n}}",
+        api.url()
+    );
+    let config = config(&text, &[oxidns_plugin_autopath::PLUGIN, PLUGIN]).unwrap();
+    for (_, lifecycle) in config.lifecycles() {
+        lifecycle.startup().await.unwrap();
+    }
+    (api, config)
+}
+
+async fn ask_from(config: &Config, client: &str, qname: &str, qtype: Rtype) -> Response {
+    let mut request = request(qname, qtype);
+    request.client = format!("{client}:40000").parse().unwrap();
+    serve_chain(&chain(config), &mut request).await.unwrap()
+}
+
+#[tokio::test]
+async fn autopath_walks_the_search_path_of_the_client_pod() {
+    let (_api, config) = autopath_plugin("  pods verified").await;
+    // web-0 (10.1.0.1, namespace default) looked up "web.default": its
+    // resolver's first try appends default.svc.cluster.local.
+    let r = ask_from(
+        &config,
+        "10.1.0.1",
+        "web.default.default.svc.cluster.local",
+        Rtype::A,
+    )
+    .await;
+    assert_eq!(r.header_rcode(), Rcode::NOERROR);
+    assert_eq!(
+        texts(&r.answer),
+        [
+            "web.default.default.svc.cluster.local. 5 IN CNAME web.default.svc.cluster.local.",
+            "web.default.svc.cluster.local. 5 IN A 10.96.0.10",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn autopath_leaves_clients_that_are_not_pods_alone() {
+    let (_api, config) = autopath_plugin("  pods verified").await;
+    let r = ask_from(
+        &config,
+        "192.0.2.7",
+        "web.default.default.svc.cluster.local",
+        Rtype::A,
+    )
+    .await;
+    assert_eq!(r.header_rcode(), Rcode::NXDOMAIN);
+}
+
+#[tokio::test]
+async fn autopath_needs_pods_verified() {
+    let (_api, config) = autopath_plugin("  pods insecure").await;
+    let r = ask_from(
+        &config,
+        "10.1.0.1",
+        "web.default.default.svc.cluster.local",
+        Rtype::A,
+    )
+    .await;
+    assert_eq!(r.header_rcode(), Rcode::NXDOMAIN);
 }
