@@ -16,6 +16,7 @@ pub mod plugin;
 pub mod server;
 pub mod state;
 pub mod test_util;
+mod udp;
 
 pub use config::{Config, Options, build};
 pub use corefile::{ConfigError, Directive, Token};

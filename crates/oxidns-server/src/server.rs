@@ -1,9 +1,11 @@
 //! Listeners and the way of a query: receive, validate, route, run the chain, send.
 //!
-//! - UDP: one socket per address and port; each datagram is answered in its
-//!   own task, so a slow upstream never holds up other clients. Beyond
-//!   [`Limits::max_udp_in_flight`] datagrams are shed (dropped), so a flood
-//!   cannot queue without bound.
+//! - UDP: [`Limits::udp_sockets`] sockets per address and port (SO_REUSEPORT),
+//!   each read by its own task in batches ([`crate::udp`]). Answers that are
+//!   ready at once go back in the same batch; an answer that waits (an
+//!   upstream) gets its own task, so a slow upstream never holds up other
+//!   clients. Beyond [`Limits::max_udp_in_flight`] waiting answers per socket
+//!   datagrams are shed (dropped), so a flood cannot queue without bound.
 //! - TCP (RFC 7766): length-prefixed messages; pipelined queries are answered
 //!   as they complete, out of order (§6.2.1.1); a connection is closed when idle
 //!   (§6.2.3) or when a started message stalls; connections in total and
@@ -32,6 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Block, Config, ZoneRouter};
 use crate::plugin::{FollowUps, Next, Request, Transport};
+use crate::udp::{ReceiveBatch, SendBatch};
 
 /// Bounds on what clients can make the server hold.
 #[derive(Clone, Debug)]
@@ -48,6 +51,12 @@ pub struct Limits {
     pub tcp_read_timeout: Duration,
     /// A response that cannot be written within this time ends the connection.
     pub tcp_write_timeout: Duration,
+    /// UDP sockets per address. More than one are bound with SO_REUSEPORT,
+    /// and the kernel spreads clients over them by a hash of their address,
+    /// so that each runtime worker receives on a socket of its own (as Knot
+    /// and NSD do). SO_REUSEPORT lets only processes of the same user share
+    /// the port.
+    pub udp_sockets: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +68,7 @@ impl Default for Limits {
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_read_timeout: Duration::from_secs(5),
             tcp_write_timeout: Duration::from_secs(10),
+            udp_sockets: 1,
         }
     }
 }
@@ -269,16 +279,18 @@ impl Server {
     }
 
     fn open(&self, addr: SocketAddr, router: Arc<ZoneRouter>) -> io::Result<RunningListener> {
-        let (udp, tcp) = bind_pair(addr)?;
-        let listener = Arc::new(Listener::new(udp.local_addr()?, router));
+        let (udp, tcp) = bind_pair(addr, self.limits.udp_sockets.max(1))?;
+        let listener = Arc::new(Listener::new(udp[0].local_addr()?, router));
         let stop = self.cancel.child_token();
-        self.tracker.spawn(serve_udp(
-            Arc::new(udp),
-            listener.clone(),
-            self.limits.clone(),
-            stop.clone(),
-            self.tracker.clone(),
-        ));
+        for socket in udp {
+            self.tracker.spawn(serve_udp(
+                Arc::new(socket),
+                listener.clone(),
+                self.limits.clone(),
+                stop.clone(),
+                self.tracker.clone(),
+            ));
+        }
         self.tracker.spawn(serve_tcp(
             tcp,
             listener.clone(),
@@ -435,25 +447,33 @@ async fn stop_lifecycles(lifecycles: Vec<(&'static str, Arc<dyn crate::plugin::L
     }
 }
 
-/// Binds UDP and TCP on one address; port 0 picks a port free for both.
-/// The unspecified IPv6 address listens dual-stack, or falls back to IPv4.
-fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+/// Binds `udp_sockets` UDP sockets and one TCP socket on one address; port
+/// 0 picks a port free for both. The unspecified IPv6 address listens
+/// dual-stack, or falls back to IPv4.
+fn bind_pair(addr: SocketAddr, udp_sockets: usize) -> io::Result<(Vec<UdpSocket>, TcpListener)> {
+    let shared = udp_sockets > 1;
     let mut last_error = None;
     for _ in 0..16 {
-        let udp = match bind_udp(addr) {
+        let udp = match bind_udp(addr, shared) {
             Ok(socket) => socket,
             Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
                 tracing::debug!("IPv6 unavailable ({e}); listening on IPv4 only");
-                bind_udp(SocketAddr::new(
-                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                    addr.port(),
-                ))?
+                bind_udp(
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port()),
+                    shared,
+                )?
             }
             Err(e) => return Err(with_addr(e, addr)),
         };
         let bound = udp.local_addr()?;
         match bind_tcp(bound) {
-            Ok(tcp) => return Ok((udp, tcp)),
+            Ok(tcp) => {
+                let mut sockets = vec![udp];
+                for _ in 1..udp_sockets {
+                    sockets.push(bind_udp(bound, true).map_err(|e| with_addr(e, bound))?);
+                }
+                return Ok((sockets, tcp));
+            }
             // Another socket holds this TCP port: with port 0, try another.
             Err(e) if addr.port() == 0 => last_error = Some(e),
             Err(e) => return Err(with_addr(e, bound)),
@@ -466,7 +486,12 @@ fn with_addr(error: io::Error, addr: SocketAddr) -> io::Error {
     io::Error::new(error.kind(), format!("listen on {addr}: {error}"))
 }
 
-fn new_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
+fn new_socket(
+    addr: SocketAddr,
+    kind: Type,
+    protocol: Protocol,
+    reuse_port: bool,
+) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
     if addr.is_ipv6() {
         socket.set_only_v6(!addr.ip().is_unspecified())?;
@@ -475,6 +500,12 @@ fn new_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<So
     // it: on Linux it would let a second process bind the same port and take
     // its queries, where "address in use" is the right answer.
     socket.set_reuse_address(kind == Type::STREAM)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    #[cfg(not(unix))]
+    let _ = reuse_port;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket)
@@ -484,14 +515,16 @@ fn new_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<So
 /// (the kernel caps it at net.core.rmem_max).
 const UDP_RECEIVE_BUFFER: usize = 8 << 20;
 
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
+/// `shared`: SO_REUSEPORT, for the sockets of one listener (never across processes
+/// of other users).
+fn bind_udp(addr: SocketAddr, shared: bool) -> io::Result<UdpSocket> {
+    let socket = new_socket(addr, Type::DGRAM, Protocol::UDP, shared)?;
     let _ = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
     UdpSocket::from_std(socket.into())
 }
 
 fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = new_socket(addr, Type::STREAM, Protocol::TCP)?;
+    let socket = new_socket(addr, Type::STREAM, Protocol::TCP, false)?;
     socket.listen(1024)?;
     TcpListener::from_std(socket.into())
 }
@@ -505,12 +538,13 @@ async fn serve_udp(
 ) {
     let local = listener.local;
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let mut buf = vec![0u8; 65_535];
+    let mut received = ReceiveBatch::new();
+    let mut replies = SendBatch::default();
     loop {
-        let (len, client) = tokio::select! {
+        let count = tokio::select! {
             _ = cancel.cancelled() => return,
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(received) => received,
+            count = received.receive(&socket) => match count {
+                Ok(count) => count,
                 // ICMP errors from earlier sends surface here on Linux; keep serving.
                 Err(e) => {
                     tracing::debug!("udp receive on {local}: {e}");
@@ -518,31 +552,37 @@ async fn serve_udp(
                 }
             },
         };
-        let message = Bytes::copy_from_slice(&buf[..len]);
-        let owned = listener.clone();
-        let mut answering =
-            Box::pin(async move { answer(&owned, message, client, Transport::Udp).await });
-        // Most answers (zones, cache hits) complete without waiting: answer
-        // those here and save a task per query; only answers that wait
-        // (an upstream, a slow plugin) get a task of their own.
-        if let Some(response) = (&mut answering).now_or_never() {
-            if let Some(response) = response {
-                send_udp(&socket, &response, client).await;
+        for index in 0..count {
+            let (datagram, client) = received.datagram(index);
+            let Some(client) = client else { continue };
+            let message = Bytes::copy_from_slice(datagram);
+            let owned = listener.clone();
+            let mut answering =
+                Box::pin(async move { answer(&owned, message, client, Transport::Udp).await });
+            // Most answers (zones, cache hits) complete without waiting: answer
+            // those here, sent with the rest of the batch, and save a task per
+            // query; only answers that wait (an upstream, a slow plugin) get a
+            // task of their own.
+            if let Some(response) = (&mut answering).now_or_never() {
+                if let Some(response) = response {
+                    replies.push(response, client);
+                }
+                continue;
             }
-            continue;
-        }
-        if in_flight.load(Ordering::Relaxed) >= limits.max_udp_in_flight {
-            continue;
-        }
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        let socket = socket.clone();
-        let in_flight = in_flight.clone();
-        tracker.spawn(async move {
-            if let Some(response) = answering.await {
-                send_udp(&socket, &response, client).await;
+            if in_flight.load(Ordering::Relaxed) >= limits.max_udp_in_flight {
+                continue;
             }
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-        });
+            in_flight.fetch_add(1, Ordering::Relaxed);
+            let socket = socket.clone();
+            let in_flight = in_flight.clone();
+            tracker.spawn(async move {
+                if let Some(response) = answering.await {
+                    send_udp(&socket, &response, client).await;
+                }
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+        replies.flush(&socket).await;
     }
 }
 
@@ -874,6 +914,37 @@ mod tests {
         let mut request = crate::test_util::request("example.org", Rtype::A);
         let response = run_chain(&chained, &mut request).await;
         assert_eq!(response.rcode, OptRcode::SERVFAIL);
+    }
+
+    #[tokio::test]
+    async fn every_udp_socket_of_a_listener_answers() {
+        let limits = Limits {
+            udp_sockets: 3,
+            ..Limits::default()
+        };
+        let server = start(".:0 {\n slow 0\n}", limits).await;
+        let addr = v4(&server);
+        // The kernel picks a socket by the client's address: many clients reach all three.
+        let answers = futures_util::future::join_all(
+            (0..24).map(|id| udp_exchange(addr, id, Duration::from_secs(5))),
+        )
+        .await;
+        assert!(
+            answers.iter().all(Option::is_some),
+            "every client is answered"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_server_cannot_take_a_port_in_use() {
+        let limits = Limits {
+            udp_sockets: 2,
+            ..Limits::default()
+        };
+        let server = start(".:0 {\n slow 0\n}", limits.clone()).await;
+        let taken = v4(&server);
+        let error = bind_pair(taken, 1).expect_err("the port is in use");
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
     }
 
     #[tokio::test]

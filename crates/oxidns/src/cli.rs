@@ -11,6 +11,7 @@ pub const USAGE: &str = "Usage of oxidns:
   -plugins          list the plugins, in execution order, and exit
   -quiet            do not print the start-up banner
   -version          show the version and exit
+  -workers N        threads answering queries, each with its own UDP socket per address (default: one per CPU)
   -check            check the configuration: print file:line: reason for each problem, exit 1 if any";
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub struct Cli {
     pub version: bool,
     pub check: bool,
     pub help: bool,
+    /// Runtime worker threads; 0 means one per CPU.
+    pub workers: usize,
 }
 
 impl Cli {
@@ -53,6 +56,14 @@ impl Cli {
                     cli.dns_port = text
                         .parse()
                         .map_err(|_| format!("invalid value \"{text}\" for flag -dns.port"))?;
+                }
+                "workers" => {
+                    let text = value(name)?;
+                    cli.workers = text
+                        .parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| format!("invalid value \"{text}\" for flag -workers"))?;
                 }
                 "pidfile" => cli.pidfile = Some(PathBuf::from(value(name)?)),
                 "plugins" => cli.plugins = boolean(name, inline.as_deref())?,
@@ -105,6 +116,14 @@ mod tests {
         let cli = parse(&[]).unwrap();
         assert_eq!(cli.dns_port, 53);
         assert_eq!(cli.conf, None);
+        assert_eq!(cli.workers, 0, "one worker per CPU");
+    }
+
+    #[test]
+    fn workers_is_a_positive_count() {
+        assert_eq!(parse(&["-workers", "3"]).unwrap().workers, 3);
+        assert!(parse(&["-workers=0"]).is_err());
+        assert!(parse(&["-workers=many"]).is_err());
     }
 
     #[test]

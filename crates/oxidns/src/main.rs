@@ -58,10 +58,11 @@ fn main() -> ExitCode {
     }
     logging::set_debug(loaded.config.debug());
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if cli.workers > 0 {
+        builder.worker_threads(cli.workers);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -133,7 +134,12 @@ async fn serve(loaded: Loaded, cli: &Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut server = match Server::start(config, Limits::default()).await {
+    let limits = Limits {
+        // One socket per worker, so that workers receive side by side.
+        udp_sockets: tokio::runtime::Handle::current().metrics().num_workers(),
+        ..Limits::default()
+    };
+    let mut server = match Server::start(config, limits).await {
         Ok(server) => server,
         Err(e) => {
             eprintln!("{e}");

@@ -1,0 +1,340 @@
+//! UDP datagrams in batches: `recvmmsg` and `sendmmsg` on Linux, one
+//! datagram per system call elsewhere.
+//!
+//! Why our own code: one `recvfrom` and one `sendto` per query was the
+//! largest item of the server's CPU under load (bench/README.md); a batch
+//! moves up to [`BATCH`] datagrams per call, as Knot and NSD do. The calls
+//! are two libc functions over buffers allocated once per socket; the crate
+//! wrappers (nix) build their headers anew for every call.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// Datagrams moved by one system call at most.
+pub(crate) const BATCH: usize = 32;
+
+/// The largest UDP payload (RFC 768 over IPv4: 65,535 less the headers).
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Buffers for receiving a batch, allocated once per socket. Pages of the
+/// buffers that no datagram reaches are never touched, so they cost address
+/// space, not memory.
+pub(crate) struct ReceiveBatch {
+    buffers: Box<[u8]>,
+    received: Vec<(usize, Option<SocketAddr>)>,
+    #[cfg(target_os = "linux")]
+    sys: linux::Headers,
+}
+
+impl ReceiveBatch {
+    pub(crate) fn new() -> ReceiveBatch {
+        ReceiveBatch {
+            buffers: vec![0u8; BATCH * MAX_DATAGRAM].into_boxed_slice(),
+            received: Vec::with_capacity(BATCH),
+            #[cfg(target_os = "linux")]
+            sys: linux::Headers::new(),
+        }
+    }
+
+    /// Waits until datagrams are waiting, then takes up to [`BATCH`] of them.
+    pub(crate) async fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        loop {
+            socket.readable().await?;
+            match socket.try_io(Interest::READABLE, || self.receive_now(socket)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn receive_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.received.clear();
+        self.sys
+            .receive(socket, &mut self.buffers, MAX_DATAGRAM, &mut self.received)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn receive_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.received.clear();
+        let (len, client) = socket.try_recv_from(&mut self.buffers[..MAX_DATAGRAM])?;
+        self.received.push((len, Some(client)));
+        Ok(1)
+    }
+
+    /// The `index`th datagram of the last batch and its sender (`None` for
+    /// an address family we do not serve).
+    pub(crate) fn datagram(&self, index: usize) -> (&[u8], Option<SocketAddr>) {
+        let (len, client) = self.received[index];
+        let start = index * MAX_DATAGRAM;
+        (&self.buffers[start..start + len], client)
+    }
+}
+
+/// Responses waiting to go out together.
+#[derive(Default)]
+pub(crate) struct SendBatch {
+    pending: Vec<(Vec<u8>, SocketAddr)>,
+}
+
+impl SendBatch {
+    pub(crate) fn push(&mut self, message: Vec<u8>, client: SocketAddr) {
+        self.pending.push((message, client));
+    }
+
+    /// Sends everything pending. A datagram the kernel refuses (an
+    /// unreachable address) is dropped and the rest still go out.
+    pub(crate) async fn flush(&mut self, socket: &UdpSocket) {
+        let mut start = 0;
+        while start < self.pending.len() {
+            let batch = &self.pending[start..self.pending.len().min(start + BATCH)];
+            match socket.try_io(Interest::WRITABLE, || send_now(socket, batch)) {
+                Ok(sent) => start += sent.max(1),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The send buffer is full: wait for room (bounded by what we hold).
+                    if socket.writable().await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("udp send to {}: {e}", self.pending[start].1);
+                    start += 1;
+                }
+            }
+        }
+        self.pending.clear();
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn send_now(socket: &UdpSocket, batch: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
+    linux::send(socket, batch)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn send_now(socket: &UdpSocket, batch: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
+    let (message, client) = &batch[0];
+    socket.try_send_to(message, *client).map(|_| 1)
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::io;
+    use std::mem::{size_of, zeroed};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    use std::os::fd::AsRawFd;
+
+    use socket2::SockAddr;
+    use tokio::net::UdpSocket;
+
+    use super::BATCH;
+
+    /// The message headers and address buffers of one receive batch.
+    pub(super) struct Headers {
+        addrs: Box<[libc::sockaddr_storage; BATCH]>,
+        iovecs: Box<[libc::iovec; BATCH]>,
+        headers: Box<[libc::mmsghdr; BATCH]>,
+    }
+
+    // SAFETY: the raw pointers inside are rewritten before every use and
+    // point only into buffers owned by the same `ReceiveBatch`.
+    unsafe impl Send for Headers {}
+    unsafe impl Sync for Headers {}
+
+    impl Headers {
+        pub(super) fn new() -> Headers {
+            // SAFETY: all-zero is a valid value of these plain C structs.
+            unsafe {
+                Headers {
+                    addrs: Box::new(zeroed()),
+                    iovecs: Box::new(zeroed()),
+                    headers: Box::new(zeroed()),
+                }
+            }
+        }
+
+        pub(super) fn receive(
+            &mut self,
+            socket: &UdpSocket,
+            buffers: &mut [u8],
+            slot: usize,
+            received: &mut Vec<(usize, Option<SocketAddr>)>,
+        ) -> io::Result<usize> {
+            for i in 0..BATCH {
+                let buffer = &mut buffers[i * slot..(i + 1) * slot];
+                self.iovecs[i] = libc::iovec {
+                    iov_base: buffer.as_mut_ptr().cast(),
+                    iov_len: slot,
+                };
+                let header = &mut self.headers[i];
+                header.msg_hdr.msg_name = (&raw mut self.addrs[i]).cast();
+                header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+                header.msg_hdr.msg_iov = &raw mut self.iovecs[i];
+                header.msg_hdr.msg_iovlen = 1;
+                header.msg_hdr.msg_control = std::ptr::null_mut();
+                header.msg_hdr.msg_controllen = 0;
+                header.msg_hdr.msg_flags = 0;
+                header.msg_len = 0;
+            }
+            // SAFETY: every header points at a buffer of `slot` bytes and an
+            // address buffer of the declared size, all alive for the call.
+            let count = unsafe {
+                libc::recvmmsg(
+                    socket.as_raw_fd(),
+                    self.headers.as_mut_ptr(),
+                    BATCH as u32,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if count < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let count = count as usize;
+            for i in 0..count {
+                let len = self.headers[i].msg_len as usize;
+                received.push((len.min(slot), socket_addr(&self.addrs[i])));
+            }
+            Ok(count)
+        }
+    }
+
+    fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+        match i32::from(storage.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the family says the storage holds a sockaddr_in.
+                let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                    u16::from_be(sin.sin_port),
+                )))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says the storage holds a sockaddr_in6.
+                let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                    u16::from_be(sin6.sin6_port),
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends up to [`BATCH`] messages; how many went out.
+    pub(super) fn send(
+        socket: &UdpSocket,
+        batch: &[(Vec<u8>, std::net::SocketAddr)],
+    ) -> io::Result<usize> {
+        let count = batch.len().min(BATCH);
+        let addrs: [Option<SockAddr>; BATCH] =
+            std::array::from_fn(|i| batch.get(i).map(|(_, client)| SockAddr::from(*client)));
+        // SAFETY: all-zero is a valid value of these plain C structs.
+        let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
+        let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        for i in 0..count {
+            let (message, _) = &batch[i];
+            let addr = addrs[i].as_ref().expect("an address for every message");
+            iovecs[i] = libc::iovec {
+                iov_base: message.as_ptr() as *mut libc::c_void,
+                iov_len: message.len(),
+            };
+            headers[i].msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+            headers[i].msg_hdr.msg_namelen = addr.len();
+            headers[i].msg_hdr.msg_iov = &raw mut iovecs[i];
+            headers[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: the first `count` headers point at live messages and
+        // addresses; the kernel only reads them.
+        let sent = unsafe {
+            libc::sendmmsg(
+                socket.as_raw_fd(),
+                headers.as_mut_ptr(),
+                count as u32,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(sent as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn bound() -> UdpSocket {
+        UdpSocket::bind("127.0.0.1:0").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_receives_every_waiting_datagram_with_its_sender() {
+        let server = bound().await;
+        let client = bound().await;
+        let to = server.local_addr().unwrap();
+        for i in 0..5u8 {
+            client.send_to(&[i; 3], to).await.unwrap();
+        }
+        let mut batch = ReceiveBatch::new();
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let count = batch.receive(&server).await.unwrap();
+            for i in 0..count {
+                let (data, from) = batch.datagram(i);
+                assert_eq!(from, Some(client.local_addr().unwrap()));
+                seen.push(data.to_vec());
+            }
+        }
+        let expected: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 3]).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[tokio::test]
+    async fn more_than_a_batch_is_sent_in_order_to_each_client() {
+        let server = bound().await;
+        let a = bound().await;
+        let b = bound().await;
+        let mut replies = SendBatch::default();
+        let total = BATCH + 7;
+        for i in 0..total {
+            let to = if i % 2 == 0 { &a } else { &b };
+            replies.push(vec![i as u8], to.local_addr().unwrap());
+        }
+        replies.flush(&server).await;
+        assert!(replies.pending.is_empty());
+        let mut buf = [0u8; 16];
+        for (socket, parity) in [(&a, 0), (&b, 1)] {
+            for i in (0..total).filter(|i| i % 2 == parity) {
+                let (len, from) = socket.recv_from(&mut buf).await.unwrap();
+                assert_eq!(from, server.local_addr().unwrap());
+                assert_eq!(&buf[..len], &[i as u8]);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn ipv6_senders_are_read_back() {
+        let Ok(server) = UdpSocket::bind("[::1]:0").await else {
+            return; // no IPv6 loopback here
+        };
+        let client = UdpSocket::bind("[::1]:0").await.unwrap();
+        client
+            .send_to(b"v6", server.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut batch = ReceiveBatch::new();
+        let count = batch.receive(&server).await.unwrap();
+        assert_eq!(count, 1);
+        assert_eq!(
+            batch.datagram(0),
+            (&b"v6"[..], Some(client.local_addr().unwrap()))
+        );
+    }
+}
