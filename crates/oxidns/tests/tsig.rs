@@ -1,0 +1,238 @@
+//! TSIG (the `tsig` plugin, RFC 8945) against real clients: `dig -y` and
+//! `kdig -y` check the signatures of our answers (one message, and every
+//! message of an AXFR), and a Knot secondary transfers from oxidns with a
+//! key the primary requires. Skipped when a tool is missing, unless
+//! OXIDNS_REQUIRE_TOOLS is set.
+
+mod common;
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const APEX: &str = "example.org";
+const KEY: &str = "xfr.example.org.";
+const SECRET: &str = "c2VjcmV0LWtleS1mb3Itb3hpZG5zLXRlc3Rz";
+
+fn zone() -> String {
+    let mut text = "$ORIGIN example.org.\n$TTL 300\n@ SOA ns1 hostmaster 7 3600 600 86400 300\n\
+                    @ NS ns1\nns1 A 127.0.0.1\nwww A 192.0.2.80\n"
+        .to_owned();
+    // Enough for several transfer messages, each of which must be signed.
+    for i in 0..600 {
+        text.push_str(&format!("bulk{i} TXT \"{}\"\n", "x".repeat(40)));
+    }
+    text
+}
+
+/// oxidns serving the zone, requiring `require` to be signed with KEY.
+fn primary(port: u16, require: &str) -> (Oxidns, TempDir) {
+    let dir = TempDir::new("tsig");
+    let path = dir.write("db.example.org", &zone());
+    let server = Oxidns::start(&format!(
+        "example.org:{port} {{\n bind 127.0.0.1\n tsig {{\n  secret {KEY} {SECRET}\n  require {require}\n }}\n \
+         transfer {{\n  to *\n }}\n file {}\n}}\n",
+        path.display()
+    ));
+    (server, dir)
+}
+
+fn dig(server: &Oxidns, args: &[&str]) -> String {
+    let port = server.addr().port().to_string();
+    let mut all = vec!["@127.0.0.1", "-p", &port, "+tries=1", "+time=5"];
+    all.extend_from_slice(args);
+    let (out, err, _) = run("dig", &all, Path::new("."));
+    format!("{out}{err}")
+}
+
+fn kdig(server: &Oxidns, args: &[&str]) -> String {
+    let port = server.addr().port().to_string();
+    let mut all = vec!["@127.0.0.1", "-p", &port, "+retry=0", "+time=5"];
+    all.extend_from_slice(args);
+    let (out, err, _) = run("kdig", &all, Path::new("."));
+    format!("{out}{err}")
+}
+
+fn key_arg(secret: &str) -> String {
+    format!("hmac-sha256:{KEY}:{secret}")
+}
+
+#[test]
+fn dig_verifies_signed_answers_over_udp_and_tcp() {
+    if !require_tool("dig") {
+        return;
+    }
+    let (server, _dir) = primary(0, "none");
+    let key = key_arg(SECRET);
+    for transport in ["+notcp", "+tcp"] {
+        let out = dig(&server, &["-y", &key, transport, "www.example.org", "A"]);
+        assert!(out.contains("status: NOERROR"), "{out}");
+        assert!(out.contains("192.0.2.80"), "{out}");
+        assert!(
+            out.contains("TSIG PSEUDOSECTION"),
+            "the answer is signed:\n{out}"
+        );
+        assert!(
+            !out.contains("failure") && !out.contains("Couldn't verify"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn every_message_of_a_signed_axfr_verifies_in_dig_and_kdig() {
+    if !require_tool("dig") || !require_tool("kdig") {
+        return;
+    }
+    let (server, _dir) = primary(0, "AXFR IXFR");
+    let key = key_arg(SECRET);
+    let out = dig(&server, &["-y", &key, APEX, "AXFR"]);
+    assert!(out.contains("XFR size: 605 records"), "{out}");
+    let messages: u32 = out
+        .split("messages ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(messages > 1, "several messages:\n{out}");
+    assert!(
+        !out.contains("failure")
+            && !out.contains("Couldn't verify")
+            && !out.contains("could not be validated"),
+        "{out}"
+    );
+
+    let out = kdig(&server, &["-y", &key, APEX, "AXFR"]);
+    assert!(
+        out.contains(";; Received") && !out.contains("failed"),
+        "{out}"
+    );
+    assert!(out.contains("bulk599.example.org."), "{out}");
+}
+
+#[test]
+fn unsigned_or_badly_signed_transfers_are_refused() {
+    if !require_tool("dig") || !require_tool("kdig") {
+        return;
+    }
+    let (server, _dir) = primary(0, "AXFR IXFR");
+    let out = kdig(&server, &[APEX, "AXFR"]);
+    assert!(out.contains("REFUSED"), "unsigned:\n{out}");
+    assert!(!out.contains("bulk1."), "{out}");
+
+    // The wrong secret: BADSIG (kdig reports the TSIG error of the
+    // NOTAUTH answer), and no zone.
+    let out = kdig(&server, &["-y", &key_arg("d3Jvbmctc2VjcmV0"), APEX, "AXFR"]);
+    assert!(out.contains("BADSIG"), "bad secret:\n{out}");
+    assert!(!out.contains("bulk1."), "{out}");
+
+    // An unknown key: BADKEY.
+    let other = format!("hmac-sha256:stranger.key.:{SECRET}");
+    let out = kdig(&server, &["-y", &other, APEX, "AXFR"]);
+    assert!(out.contains("BADKEY"), "unknown key:\n{out}");
+
+    // dig shows the rcode: NOTAUTH.
+    let out = dig(&server, &["-y", &other, "www.example.org", "A"]);
+    assert!(out.contains("NOTAUTH"), "unknown key:\n{out}");
+
+    // Ordinary queries need no key.
+    let out = dig(&server, &["www.example.org", "A"]);
+    assert!(out.contains("status: NOERROR"), "{out}");
+}
+
+/// A daemon we started; stopped on drop.
+struct Daemon {
+    child: Child,
+    dir: TempDir,
+}
+
+impl Daemon {
+    fn spawn(program: &str, args: &[&str], dir: TempDir) -> Daemon {
+        let log = File::create(dir.0.join("log")).expect("create log");
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
+        Daemon { child, dir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+/// knotd as a secondary of oxidns on `primary_port`, transferring with KEY.
+fn knot_secondary(port: u16, primary_port: u16) -> Daemon {
+    let dir = TempDir::new("tsig-knot");
+    let run = dir.0.to_str().expect("utf-8 path").to_owned();
+    let conf = format!(
+        "server:\n    rundir: \"{run}\"\n    pidfile: \"{run}/knot.pid\"\n    \
+         listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    \
+         background-workers: 1\n\n\
+         control:\n    listen: \"{run}/knot.sock\"\n\n\
+         database:\n    storage: \"{run}\"\n\n\
+         log:\n  - target: stderr\n    any: info\n\n\
+         key:\n  - id: {KEY}\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\n\
+         remote:\n  - id: primary\n    address: 127.0.0.1@{primary_port}\n    key: {KEY}\n\n\
+         acl:\n  - id: local\n    address: 127.0.0.1\n    action: [notify, transfer]\n\n\
+         template:\n  - id: default\n    storage: \"{run}\"\n    zonefile-sync: -1\n    \
+         semantic-checks: off\n\n\
+         zone:\n  - domain: {APEX}\n    master: primary\n    acl: local\n"
+    );
+    let conf_path = dir.write("knot.conf", &conf);
+    let conf_arg = conf_path.to_str().expect("utf-8 path").to_owned();
+    Daemon::spawn("knotd", &["-c", &conf_arg], dir)
+}
+
+#[test]
+fn knot_secondary_transfers_from_oxidns_with_tsig() {
+    if !require_tool("knotd") || !require_tool("kdig") {
+        return;
+    }
+    let primary_port = free_fixed_port();
+    let (server, _dir) = primary(primary_port, "AXFR IXFR");
+    let port = free_fixed_port();
+    let knot = knot_secondary(port, primary_port);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (out, _, _) = run(
+            "kdig",
+            &[
+                "@127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "+short",
+                "+retry=0",
+                "+time=1",
+                "bulk599.example.org",
+                "TXT",
+            ],
+            Path::new("."),
+        );
+        if out.contains("xxxx") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "knotd never got the zone; its log:\n{}\n--- oxidns:\n{}",
+            knot.log(),
+            server.output().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = server.output().join("\n");
+    assert!(log.contains("Outgoing transfer of 605 records"), "{log}");
+}
