@@ -486,3 +486,120 @@ fn a_signed_zone_is_transferred_intact_and_its_copy_verifies() {
     let (ok, report) = kzonecheck(&tampered, &zones.0);
     assert!(!ok, "kzonecheck accepted a broken signature:\n{report}");
 }
+
+const CATALOG: &str = "catalog.invalid";
+
+/// A small member zone whose `www` names the zone.
+fn member_zone(apex: &str) -> String {
+    format!(
+        "$ORIGIN {apex}.\n$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n\
+         @ NS ns1\nns1 A 127.0.0.1\nwww TXT \"{apex}\"\n"
+    )
+}
+
+/// knotd configuration for a generated catalog (Knot's `catalog-role:
+/// generate`) listing `members`, all notifying oxidns on `notify`.
+fn knot_catalog_conf(dir: &TempDir, port: u16, notify: u16, members: &[&str]) -> String {
+    let run = path_text(&dir.0);
+    let mut rest = format!(
+        "remote:\n  - id: secondary\n    address: 127.0.0.1@{notify}\n\n\
+         acl:\n  - id: local\n    address: 127.0.0.1\n    action: transfer\n\n\
+         zone:\n  - domain: {CATALOG}\n    catalog-role: generate\n    \
+         notify: secondary\n    acl: local\n"
+    );
+    for member in members {
+        dir.write(&format!("{member}.zone"), &member_zone(member));
+        rest.push_str(&format!(
+            "  - domain: {member}\n    file: \"{run}/{member}.zone\"\n    \
+             catalog-role: member\n    catalog-zone: {CATALOG}\n    \
+             notify: secondary\n    acl: local\n"
+        ));
+    }
+    knot_conf(dir, port, &rest)
+}
+
+/// The TXT of `www.APEX` at `addr`, or the rcode.
+fn member_www(addr: SocketAddr, apex: &str) -> Result<String, Rcode> {
+    let reply = udp_with_retries(addr, &query(&format!("www.{apex}"), Rtype::TXT), 3);
+    match reply.response.header_rcode() {
+        Rcode::NOERROR if !reply.response.answer.is_empty() => {
+            Ok(reply.response.answer[0].data().to_string())
+        }
+        Rcode::NOERROR => Err(Rcode::NOERROR),
+        rcode => Err(rcode),
+    }
+}
+
+fn catalog_consumer(port: u16, primary: SocketAddr, dir: &Path) -> Oxidns {
+    Oxidns::start(&format!(
+        ".:{port} {{\n bind 127.0.0.1\n secondary {CATALOG} {{\n  transfer from {primary}\n  \
+         catalog\n  directory {}\n }}\n}}\n",
+        dir.display()
+    ))
+}
+
+#[test]
+fn catalog_members_from_knot_are_added_removed_and_kept_across_restarts() {
+    if !require_tool("knotd") || !require_tool("knotc") {
+        return;
+    }
+    let knot_dir = TempDir::new("catalog-knot");
+    let zones = TempDir::new("catalog-zones");
+    let (knot_port, our_port) = (free_fixed_port(), free_fixed_port());
+    let knot_addr = SocketAddr::from(([127, 0, 0, 1], knot_port));
+    let conf = knot_catalog_conf(&knot_dir, knot_port, our_port, &["a.example", "b.example"]);
+    let knot = start_knot(&knot_dir, &conf);
+    // Knot answers no queries for the catalog itself, only transfers.
+    wait_until(
+        "Knot served the members",
+        || serial_of(knot_addr, "b.example").is_some(),
+        || knot.log(),
+    );
+    let mut ours = catalog_consumer(our_port, knot_addr, &zones.0);
+    let logs = || format!("--- oxidns:\n{}\n--- knot:\n{}", log_of(&ours), knot.log());
+    for member in ["a.example", "b.example"] {
+        wait_until(
+            &format!("served member {member}"),
+            || member_www(ours.addr(), member).is_ok_and(|t| t.contains(member)),
+            logs,
+        );
+    }
+    assert!(zones.0.join("db.b.example").exists());
+
+    // b leaves the catalog and c joins: Knot regenerates it and sends NOTIFY.
+    let conf = knot_catalog_conf(&knot_dir, knot_port, our_port, &["a.example", "c.example"]);
+    knot_dir.write("knot.conf", &conf);
+    let sock = knot_dir.0.join("knot.sock");
+    let (out, err, status) = run("knotc", &["-s", path_text(&sock), "reload"], &knot_dir.0);
+    assert_eq!(status, 0, "knotc reload: {out}{err}");
+    wait_until(
+        "served member c.example",
+        || member_www(ours.addr(), "c.example").is_ok_and(|t| t.contains("c.example")),
+        logs,
+    );
+    wait_until(
+        "dropped member b.example",
+        || member_www(ours.addr(), "b.example") == Err(Rcode::REFUSED),
+        logs,
+    );
+    assert!(
+        !zones.0.join("db.b.example").exists(),
+        "b's copy is deleted"
+    );
+    let log = log_of(&ours);
+    assert!(log.contains("added member c.example."), "{log}");
+    assert!(log.contains("removed member b.example."), "{log}");
+
+    // Restarted without the primary: the members serve from disk at once.
+    ours.terminate();
+    drop(knot);
+    let ours = catalog_consumer(our_port, knot_addr, &zones.0);
+    for member in ["a.example", "c.example"] {
+        assert!(
+            member_www(ours.addr(), member).is_ok_and(|t| t.contains(member)),
+            "{member} after a restart:\n{}",
+            log_of(&ours)
+        );
+    }
+    assert_eq!(member_www(ours.addr(), "b.example"), Err(Rcode::REFUSED));
+}

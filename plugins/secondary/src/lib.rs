@@ -299,10 +299,20 @@ impl Slot {
     }
 
     async fn check_with(&self, primary: SocketAddr) -> Result<Checked, String> {
-        let theirs = primary_serial(primary, &self.apex).await?;
+        let theirs = match primary_serial(primary, &self.apex).await {
+            Ok(serial) => Some(serial),
+            // A catalog zone is not for resolution: primaries may refuse
+            // queries for it (Knot does) yet transfer it, so IXFR from our
+            // serial says whether there is news.
+            Err(e) if self.catalog => {
+                tracing::debug!(target: "plugin/secondary", "catalog {}: {e}; asking by transfer", self.zone());
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let current = self.current();
         let ours = current.as_ref().map(|z| z.serial().into_int());
-        if let Some(ours) = ours
+        if let (Some(ours), Some(theirs)) = (ours, theirs)
             && !serial_newer(theirs, ours)
         {
             return Ok(Checked::UpToDate(ours));
