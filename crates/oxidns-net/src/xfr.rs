@@ -14,20 +14,27 @@
 //!   newer than the client's), [`Ixfr::Full`] (an answer in AXFR form), or
 //!   [`Ixfr::Diffs`] (sequences of removed and added records, each with its
 //!   SOA).
+//!
+//! With a TSIG key in [`XfrOptions::key`], the query is signed and every
+//! message of the answer must verify, each chained to the one before (RFC
+//! 8945 §5.3.1; up to 99 unsigned messages between signed ones, the last
+//! one signed); anything else fails the transfer.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oxidns_proto::domain::base::MessageBuilder;
 use oxidns_proto::domain::rdata::Soa;
+use oxidns_proto::tsig::{self, Key, Verifier, VerifyError};
 use oxidns_proto::{
     Class, Name, Opcode, OptRcode, Rcode, Record, RecordData, Response, Rtype, Serial, Ttl,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Limits of one transfer.
-#[derive(Clone, Copy, Debug)]
+/// Limits of one transfer, and its key.
+#[derive(Clone, Debug)]
 pub struct XfrOptions {
     /// The longest wait for the connection and for each message.
     pub read_timeout: Duration,
@@ -37,6 +44,8 @@ pub struct XfrOptions {
     pub max_messages: usize,
     /// The most records a transfer may have.
     pub max_records: usize,
+    /// Sign the query with this TSIG key and demand signed answers.
+    pub key: Option<Arc<Key>>,
 }
 
 impl Default for XfrOptions {
@@ -46,6 +55,7 @@ impl Default for XfrOptions {
             total_timeout: Duration::from_secs(600),
             max_messages: 1_000_000,
             max_records: 10_000_000,
+            key: None,
         }
     }
 }
@@ -65,6 +75,9 @@ pub enum XfrError {
     TooLarge,
     /// The connection closed before the closing SOA.
     Incomplete,
+    /// A TSIG-signed transfer whose answer did not verify, or a TSIG error
+    /// from the server (BADKEY, BADSIG, BADTIME).
+    Tsig(VerifyError),
 }
 
 impl std::fmt::Display for XfrError {
@@ -76,6 +89,7 @@ impl std::fmt::Display for XfrError {
             XfrError::Malformed(why) => write!(f, "malformed transfer: {why}"),
             XfrError::TooLarge => f.write_str("transfer exceeds the size limits"),
             XfrError::Incomplete => f.write_str("connection closed before the transfer ended"),
+            XfrError::Tsig(e) => write!(f, "TSIG: {e}"),
         }
     }
 }
@@ -388,9 +402,14 @@ impl Reader {
         )
         .await
         .map_err(|_| XfrError::Timeout)??;
+        let mut query = query.to_vec();
+        let mut verifier = self.options.key.clone().map(|key| {
+            let mac = tsig::sign_request(&key, &mut query, tsig::now());
+            Verifier::new(key, &mac)
+        });
         let mut framed = Vec::with_capacity(query.len() + 2);
         framed.extend_from_slice(&(query.len() as u16).to_be_bytes());
-        framed.extend_from_slice(query);
+        framed.extend_from_slice(&query);
         tokio::time::timeout(
             wait(deadline, self.options.read_timeout),
             stream.write_all(&framed),
@@ -405,6 +424,10 @@ impl Reader {
             )
             .await
             .map_err(|_| XfrError::Timeout)??;
+            let message = match verifier.as_mut() {
+                None => message,
+                Some(verifier) => verify(verifier, &message)?,
+            };
             let response = Response::parse(&message).map_err(|e| XfrError::Malformed(e.0))?;
             if response.id != self.id {
                 return Err(XfrError::Malformed("message ID does not match the query"));
@@ -445,11 +468,28 @@ impl Reader {
                 done = each(record)? == Step::Done;
             }
             if done {
+                if let Some(verifier) = &verifier {
+                    verifier.finish().map_err(XfrError::Tsig)?;
+                }
                 return Ok(());
             }
         }
         Err(XfrError::TooLarge)
     }
+}
+
+/// Checks one message of a signed transfer; returns it without its TSIG.
+/// An unsigned refusal (a server that knows no TSIG) reports its rcode.
+fn verify(verifier: &mut Verifier<Arc<Key>>, message: &[u8]) -> Result<Vec<u8>, XfrError> {
+    verifier.verify(message, tsig::now()).map_err(|e| {
+        let rcode = Response::parse(message).map(|r| r.response.rcode);
+        match (e, rcode) {
+            (VerifyError::Unsigned, Ok(rcode)) if rcode != OptRcode::NOERROR => {
+                XfrError::Rcode(rcode)
+            }
+            (e, _) => XfrError::Tsig(e),
+        }
+    })
 }
 
 /// One length-prefixed message (RFC 1035 §4.2.2); a close before it ends
@@ -543,6 +583,102 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// A primary that checks the query's TSIG with `key` and signs each
+    /// message of its answer with `signing` (another key to forge).
+    async fn signed_primary(
+        messages: Vec<Vec<Record>>,
+        key: Arc<Key>,
+        signing: Arc<Key>,
+    ) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let query = read_message(&mut stream).await.unwrap();
+            let record = tsig::find(&query).unwrap().expect("a signed query");
+            let check = tsig::verify_request(&query, &record, |_| Some(&*key), tsig::now());
+            let Ok(tsig::RequestCheck::Verified { request_mac, .. }) = check else {
+                panic!("the query verifies: {check:?}");
+            };
+            let unsigned = tsig::strip(&query, &record);
+            let mut signer = tsig::Signer::answer(signing, request_mac);
+            for records in messages {
+                let mut wire = message(&unsigned, &records, Rcode::NOERROR);
+                signer.sign(&mut wire, tsig::now());
+                let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
+                framed.extend_from_slice(&wire);
+                if stream.write_all(&framed).await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    fn xfr_key(secret: &[u8]) -> Arc<Key> {
+        Arc::new(Key::new(
+            &name("xfr.key"),
+            tsig::Algorithm::HmacSha256,
+            secret,
+        ))
+    }
+
+    fn three_messages() -> Vec<Vec<Record>> {
+        vec![
+            vec![soa(5), a("www.example.org", 1)],
+            vec![txt("example.org", "hello")],
+            vec![a("mail.example.org", 2), soa(5)],
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_signed_axfr_verifies_every_message() {
+        let key = xfr_key(b"shared");
+        let addr = signed_primary(three_messages(), key.clone(), key.clone()).await;
+        let options = XfrOptions {
+            key: Some(key),
+            ..quick()
+        };
+        let records = axfr(addr, &name("example.org"), options).await.unwrap();
+        assert_eq!(records.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_transfer_signed_with_another_secret_fails() {
+        let key = xfr_key(b"shared");
+        let addr = signed_primary(three_messages(), key.clone(), xfr_key(b"forged")).await;
+        let options = XfrOptions {
+            key: Some(key),
+            ..quick()
+        };
+        let error = axfr(addr, &name("example.org"), options).await.unwrap_err();
+        assert!(
+            matches!(error, XfrError::Tsig(VerifyError::BadSig)),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsigned_answer_to_a_signed_query_fails() {
+        let addr = primary(three_messages(), Rcode::NOERROR).await;
+        let options = XfrOptions {
+            key: Some(xfr_key(b"shared")),
+            ..quick()
+        };
+        let error = axfr(addr, &name("example.org"), options).await.unwrap_err();
+        assert!(
+            matches!(error, XfrError::Tsig(VerifyError::Unsigned)),
+            "{error}"
+        );
+        let addr = primary(vec![vec![]], Rcode::REFUSED).await;
+        let options = XfrOptions {
+            key: Some(xfr_key(b"shared")),
+            ..quick()
+        };
+        let error = axfr(addr, &name("example.org"), options).await.unwrap_err();
+        assert!(matches!(error, XfrError::Rcode(_)), "{error}");
     }
 
     fn quick() -> XfrOptions {
