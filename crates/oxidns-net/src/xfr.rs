@@ -197,6 +197,36 @@ pub async fn ixfr(
     state.finish()
 }
 
+/// The serial of `zone`'s SOA at `addr`, asked over TCP: how a secondary
+/// with a TSIG key checks for news, the query signed and the answer
+/// verified like a transfer's.
+pub async fn query_serial(
+    addr: SocketAddr,
+    zone: &Name,
+    options: XfrOptions,
+) -> Result<u32, XfrError> {
+    let id = rand::random();
+    let mut query = MessageBuilder::new_vec();
+    query.header_mut().set_id(id);
+    let mut question = query.question();
+    question
+        .push((zone, Rtype::SOA, Class::IN))
+        .map_err(|_| XfrError::Malformed("query does not fit"))?;
+    let wire = question.finish();
+    let mut reader = Reader::new(zone.clone(), Rtype::SOA, id, options);
+    let mut serial = None;
+    reader
+        .run(addr, &wire, |record| {
+            if record.rtype() != Rtype::SOA || *record.owner() != *zone {
+                return Err(XfrError::Malformed("answer without the zone's SOA"));
+            }
+            serial = soa_serial(&record);
+            Ok(Step::Done)
+        })
+        .await?;
+    serial.ok_or(XfrError::Malformed("answer without the zone's SOA"))
+}
+
 /// Whether a transfer is over after a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
@@ -643,6 +673,22 @@ mod tests {
         };
         let records = axfr(addr, &name("example.org"), options).await.unwrap();
         assert_eq!(records.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_signed_soa_query_reads_the_serial() {
+        let key = xfr_key(b"shared");
+        let addr = signed_primary(vec![vec![soa(9)]], key.clone(), key.clone()).await;
+        let options = XfrOptions {
+            key: Some(key),
+            ..quick()
+        };
+        assert_eq!(
+            query_serial(addr, &name("example.org"), options)
+                .await
+                .unwrap(),
+            9
+        );
     }
 
     #[tokio::test]

@@ -29,6 +29,11 @@ use ring::hmac;
 
 use crate::Name;
 
+/// The request metadata key under which the `tsig` plugin leaves the name
+/// of the key a request was verified with (`xfr.example.org.`), for the
+/// plugins that demand a particular key.
+pub const METADATA_KEY: &str = "tsig/keyname";
+
 /// TSIG's record type (RFC 8945 §4.2).
 const TSIG_TYPE: u16 = 250;
 /// The class of a TSIG record: ANY (RFC 8945 §4.2).

@@ -236,3 +236,174 @@ fn knot_secondary_transfers_from_oxidns_with_tsig() {
     let log = server.output().join("\n");
     assert!(log.contains("Outgoing transfer of 605 records"), "{log}");
 }
+
+/// knotd as a primary of example.org on `port` that transfers only with
+/// KEY and signs its NOTIFY to `notify` with it.
+fn knot_primary(dir: &TempDir, port: u16, notify: u16, serial: u32) -> Daemon {
+    let run = dir.0.to_str().expect("utf-8 path").to_owned();
+    dir.write(
+        "example.org.zone",
+        &zone().replace(" 7 3600 ", &format!(" {serial} 3600 ")),
+    );
+    let conf = format!(
+        "server:\n    rundir: \"{run}\"\n    pidfile: \"{run}/knot.pid\"\n    \
+         listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    \
+         background-workers: 1\n\n\
+         control:\n    listen: \"{run}/knot.sock\"\n\n\
+         database:\n    storage: \"{run}\"\n\n\
+         log:\n  - target: stderr\n    any: info\n\n\
+         key:\n  - id: {KEY}\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\n\
+         remote:\n  - id: secondary\n    address: 127.0.0.1@{notify}\n    key: {KEY}\n\n\
+         acl:\n  - id: signed\n    address: 127.0.0.1\n    key: {KEY}\n    action: transfer\n\n\
+         template:\n  - id: default\n    storage: \"{run}\"\n    zonefile-sync: -1\n    \
+         zonefile-load: difference\n    journal-content: changes\n    semantic-checks: off\n\n\
+         zone:\n  - domain: {APEX}\n    file: \"{run}/example.org.zone\"\n    \
+         notify: secondary\n    acl: signed\n"
+    );
+    let conf_path = dir.write("knot.conf", &conf);
+    let conf_arg = conf_path.to_str().expect("utf-8 path").to_owned();
+    Daemon::spawn(
+        "knotd",
+        &["-c", &conf_arg],
+        TempDir::new("tsig-knot-primary-run"),
+    )
+}
+
+/// oxidns as a secondary of `primary_port`, transferring with KEY (whose
+/// secret is `secret`).
+fn oxidns_secondary(port: u16, primary_port: u16, secret: &str, dir: &Path) -> Oxidns {
+    Oxidns::start(&format!(
+        "example.org:{port} {{\n bind 127.0.0.1\n tsig {{\n  secret {KEY} {secret}\n }}\n \
+         secondary {{\n  transfer from 127.0.0.1:{primary_port}\n  key {KEY}\n  directory {}\n }}\n}}\n",
+        dir.display()
+    ))
+}
+
+fn soa_serial(port: u16) -> Option<u32> {
+    let (out, _, _) = run(
+        "kdig",
+        &[
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+short",
+            "+retry=0",
+            "+time=1",
+            APEX,
+            "SOA",
+        ],
+        Path::new("."),
+    );
+    out.split_whitespace().nth(2).and_then(|s| s.parse().ok())
+}
+
+fn wait_for(what: &str, condition: impl Fn() -> bool, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened; log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn oxidns_secondary_transfers_from_a_knot_primary_that_requires_tsig() {
+    if !require_tool("knotd") || !require_tool("knotc") || !require_tool("kdig") {
+        return;
+    }
+    let knot_dir = TempDir::new("tsig-knot-primary");
+    let zones = TempDir::new("tsig-secondary-zones");
+    let knot_port = free_fixed_port();
+    let our_port = free_fixed_port();
+    let knot = knot_primary(&knot_dir, knot_port, our_port, 1);
+    wait_for(
+        "knotd serving",
+        || soa_serial(knot_port) == Some(1),
+        || knot.log(),
+    );
+    // Unsigned, Knot refuses the transfer.
+    let (out, _, _) = run(
+        "kdig",
+        &[
+            "@127.0.0.1",
+            "-p",
+            &knot_port.to_string(),
+            "+retry=0",
+            "+time=2",
+            APEX,
+            "AXFR",
+        ],
+        Path::new("."),
+    );
+    assert!(
+        !out.contains("bulk1."),
+        "knotd transfers only with the key:\n{out}"
+    );
+
+    let ours = oxidns_secondary(our_port, knot_port, SECRET, &zones.0);
+    wait_for(
+        "the signed transfer",
+        || soa_serial(our_port) == Some(1),
+        || format!("{}\n--- knot:\n{}", ours.output().join("\n"), knot.log()),
+    );
+
+    // A new version: Knot's NOTIFY is signed; we verify it, then IXFR with the key.
+    knot_dir.write(
+        "example.org.zone",
+        &zone()
+            .replace(" 7 3600 ", " 2 3600 ")
+            .replace("192.0.2.80", "192.0.2.82"),
+    );
+    let sock = knot_dir.0.join("knot.sock");
+    let (out, err, status) = run(
+        "knotc",
+        &["-s", sock.to_str().unwrap(), "zone-reload", APEX],
+        &knot_dir.0,
+    );
+    assert_eq!(status, 0, "knotc: {out}{err}");
+    wait_for(
+        "the NOTIFY-driven refresh",
+        || soa_serial(our_port) == Some(2),
+        || format!("{}\n--- knot:\n{}", ours.output().join("\n"), knot.log()),
+    );
+    let log = ours.output().join("\n");
+    assert!(
+        log.contains("NOTIFY for example.org. from 127.0.0.1"),
+        "{log}"
+    );
+    assert!(log.contains("(IXFR)"), "{log}");
+}
+
+#[test]
+fn a_secondary_with_the_wrong_secret_gets_no_zone() {
+    if !require_tool("knotd") || !require_tool("kdig") {
+        return;
+    }
+    let knot_dir = TempDir::new("tsig-knot-primary-bad");
+    let zones = TempDir::new("tsig-secondary-zones-bad");
+    let knot_port = free_fixed_port();
+    let our_port = free_fixed_port();
+    let knot = knot_primary(&knot_dir, knot_port, our_port, 1);
+    wait_for(
+        "knotd serving",
+        || soa_serial(knot_port) == Some(1),
+        || knot.log(),
+    );
+    let ours = oxidns_secondary(our_port, knot_port, "d3Jvbmctc2VjcmV0", &zones.0);
+    wait_for(
+        "a failed transfer",
+        || {
+            ours.output()
+                .join("\n")
+                .contains("transfer of example.org. from")
+        },
+        || ours.output().join("\n"),
+    );
+    let log = ours.output().join("\n");
+    assert!(log.contains("TSIG"), "the failure names TSIG:\n{log}");
+    assert!(!zones.0.join("db.example.org").exists());
+    assert_eq!(soa_serial(our_port), None, "no zone, no SOA");
+}

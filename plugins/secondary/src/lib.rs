@@ -38,8 +38,9 @@ use oxidns_net::{ExchangeOptions, OutgoingQuery, Protocol, Upstream, UpstreamCon
 use oxidns_server::fallthrough::Fallthrough;
 use oxidns_server::plugin::HookFuture;
 use oxidns_server::proto::domain::base::rdata::ComposeRecordData;
+use oxidns_server::proto::tsig::{self, Key, KeyRing};
 use oxidns_server::proto::{Name, Opcode, OptRcode, Rcode, Record, RecordData, Response, Rtype};
-use oxidns_server::proto::{lowercase, name_text};
+use oxidns_server::proto::{lowercase, name_from_str, name_text};
 use oxidns_server::{
     ConfigError, Handler, HandlerFuture, Lifecycle, Next, PluginEntry, Request, Setup,
 };
@@ -63,11 +64,14 @@ const SOA_TIMEOUT: Duration = Duration::from_secs(2);
 fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
     let mut slots = Vec::new();
     let mut fallthrough = Fallthrough::Never;
+    // `tsig` sets up first (plugin order): its keys are here for `key`.
+    let keys = setup.shared::<KeyRing>();
     for directive in setup.directives() {
         let apexes = setup.zones_or_block(&directive.args)?;
         let mut primaries = Vec::new();
         let mut directory = None;
         let mut is_catalog = false;
+        let mut key = None;
         for line in &directive.block {
             match line.name.text.as_str() {
                 "transfer" => {
@@ -89,6 +93,15 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
                     directory = Some(setup.resolve_path(dir));
                 }
                 "fallthrough" => fallthrough = Fallthrough::parse(line)?,
+                "key" => {
+                    let text = &line.args_between(1, 1)?[0].text;
+                    let name = name_from_str(text).map_err(|e| line.error(e))?;
+                    key = Some(keys.get(&name).ok_or_else(|| {
+                        line.error(format!(
+                            "no TSIG key '{text}': define it with the tsig plugin's secret or secrets in this server block"
+                        ))
+                    })?);
+                }
                 "catalog" => {
                     line.args_between(0, 0)?;
                     is_catalog = true;
@@ -107,6 +120,7 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
                 .unwrap_or_else(|| setup.resolve_path(&folder));
             let path = dir.join(format!("db.{folder}"));
             let mut slot = Slot::new(apex, primaries.clone(), path);
+            slot.key = key.clone();
             if is_catalog {
                 slot.catalog = true;
                 slot.member_directory = directory.clone();
@@ -199,6 +213,9 @@ struct Slot {
     catalog: bool,
     /// Where a catalog's members keep their files (`directory`), if set.
     member_directory: Option<PathBuf>,
+    /// The TSIG key (`key`): signs our SOA queries and transfers, whose
+    /// answers must verify, and NOTIFY must come signed with it.
+    key: Option<Arc<Key>>,
 }
 
 /// What a check did.
@@ -231,6 +248,7 @@ impl Slot {
             stop: CancellationToken::new(),
             catalog: false,
             member_directory: None,
+            key: None,
         };
         slot.load_from_disk();
         slot
@@ -283,6 +301,24 @@ impl Slot {
         self.served().map(|s| s.current())
     }
 
+    fn xfr_options(&self) -> XfrOptions {
+        XfrOptions {
+            key: self.key.clone(),
+            ..XfrOptions::default()
+        }
+    }
+
+    /// The primary's serial: a plain SOA query, or with a key a signed one
+    /// over TCP whose answer must verify.
+    async fn primary_serial(&self, primary: SocketAddr) -> Result<u32, String> {
+        match &self.key {
+            None => primary_serial(primary, &self.apex).await,
+            Some(_) => xfr::query_serial(primary, &self.apex, self.xfr_options())
+                .await
+                .map_err(|e| format!("SOA query: {e}")),
+        }
+    }
+
     /// Checks every primary in turn until one answers.
     async fn check(&self) -> Result<Checked, String> {
         let mut errors = Vec::new();
@@ -299,7 +335,7 @@ impl Slot {
     }
 
     async fn check_with(&self, primary: SocketAddr) -> Result<Checked, String> {
-        let theirs = match primary_serial(primary, &self.apex).await {
+        let theirs = match self.primary_serial(primary).await {
             Ok(serial) => Some(serial),
             // A catalog zone is not for resolution: primaries may refuse
             // queries for it (Knot does) yet transfer it, so IXFR from our
@@ -320,7 +356,7 @@ impl Slot {
         let mut incremental = false;
         let mut records = None;
         if let (Some(zone), Some(ours)) = (&current, ours) {
-            match xfr::ixfr(primary, &self.apex, ours, XfrOptions::default()).await {
+            match xfr::ixfr(primary, &self.apex, ours, self.xfr_options()).await {
                 Ok(Ixfr::UpToDate(_)) => return Ok(Checked::UpToDate(ours)),
                 Ok(Ixfr::Full(full)) => records = Some(full),
                 Ok(Ixfr::Diffs(diffs)) => match apply(zone, &diffs) {
@@ -339,7 +375,7 @@ impl Slot {
         }
         let records = match records {
             Some(records) => records,
-            None => xfr::axfr(primary, &self.apex, XfrOptions::default())
+            None => xfr::axfr(primary, &self.apex, self.xfr_options())
                 .await
                 .map_err(|e| format!("AXFR: {e}"))?,
         };
@@ -792,6 +828,13 @@ fn notified(slot: &Slot, request: &Request) -> Response {
         .any(|p| p.ip().to_canonical() == client)
     {
         tracing::warn!(target: "plugin/secondary", "refused NOTIFY for {} from {client}: not a primary of the zone", slot.zone());
+        return Response::new(Rcode::REFUSED);
+    }
+    // With a key, only a NOTIFY that `tsig` verified with it counts.
+    if let Some(key) = &slot.key
+        && request.metadata.get(tsig::METADATA_KEY) != Some(name_text(key.name()).as_str())
+    {
+        tracing::warn!(target: "plugin/secondary", "refused NOTIFY for {} from {client}: not signed with key {}", slot.zone(), name_text(key.name()));
         return Response::new(Rcode::REFUSED);
     }
     tracing::info!(target: "plugin/secondary", "NOTIFY for {} from {client}: checking for a new version", slot.zone());

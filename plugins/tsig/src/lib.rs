@@ -41,9 +41,7 @@ pub const PLUGIN: PluginEntry = PluginEntry {
     setup,
 };
 
-/// The metadata key under which the name of a verified request's key is
-/// left for later plugins.
-pub const METADATA_KEY: &str = "tsig/keyname";
+pub use tsig::METADATA_KEY;
 
 fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
     let directive = setup.single()?.clone();
