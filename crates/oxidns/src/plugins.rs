@@ -32,6 +32,8 @@ pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_transfer::PLUGIN,
     oxidns_plugin_hosts::PLUGIN,
     #[cfg(feature = "kubernetes")]
+    oxidns_plugin_k8s_external::PLUGIN,
+    #[cfg(feature = "kubernetes")]
     oxidns_plugin_kubernetes::PLUGIN,
     oxidns_plugin_file::PLUGIN,
     oxidns_plugin_auto::PLUGIN,

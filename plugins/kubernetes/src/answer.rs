@@ -479,7 +479,7 @@ fn pod_ip(label: &str) -> Option<IpAddr> {
 }
 
 /// The address of a reverse name (`4.3.2.1.in-addr.arpa`, nibbles under ip6.arpa).
-fn address_from_reverse(name: &Name) -> Option<IpAddr> {
+pub fn address_from_reverse(name: &Name) -> Option<IpAddr> {
     let labels: Vec<String> = name
         .iter()
         .map(|l| l.to_string().to_ascii_lowercase())

@@ -9,9 +9,11 @@
 //!   with backoff, answering from the last known state meanwhile.
 //! - `answer`: the records.
 //! - `autopath`: the search path of a client's pod, offered to `autopath`.
+//! - `external`: the external addresses of Services, read by `k8s_external`.
 
 mod answer;
 mod autopath;
+mod external;
 mod store;
 mod watch;
 
@@ -29,6 +31,9 @@ use oxidns_server::{ConfigError, Directive, PluginEntry, Setup};
 
 use crate::store::Store;
 use crate::watch::{Shared, Watcher};
+
+pub use crate::answer::address_from_reverse;
+pub use crate::external::{Cluster, Clusters, ExternalAddress, ExternalLookup};
 
 pub const PLUGIN: PluginEntry = PluginEntry {
     name: "kubernetes",
@@ -82,6 +87,10 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
         options: options.clone(),
         shared: shared.clone(),
     }));
+    setup.shared::<Clusters>().set(Cluster {
+        options: options.clone(),
+        shared: shared.clone(),
+    });
     let host_search =
         oxidns_plugin_autopath::search_domains_of(std::path::Path::new(HOST_RESOLV_CONF))
             .unwrap_or_default();

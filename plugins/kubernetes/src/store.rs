@@ -62,6 +62,8 @@ pub(crate) enum ServiceKind {
 pub(crate) struct Service {
     pub kind: ServiceKind,
     pub ports: Vec<Port>,
+    /// `spec.externalIPs` and load balancer ingress addresses, for `k8s_external`.
+    pub external: Box<[IpAddr]>,
 }
 
 /// A ready endpoint address of a slice.
@@ -153,6 +155,8 @@ pub(crate) struct Store {
     interned: HashSet<Str>,
     pub namespaces: HashMap<Str, Namespace>,
     pub reverse: HashMap<IpAddr, Vec<Owner>>,
+    /// Services by external address, for `k8s_external`'s PTR records.
+    pub external_reverse: HashMap<IpAddr, Vec<(Str, Str)>>,
     /// Running pods by address (only filled with `pods verified`).
     pub pods: HashMap<IpAddr, Vec<PodRef>>,
     /// Seconds since the epoch of the last change (the SOA serial).
@@ -249,6 +253,9 @@ impl Store {
         if old.as_ref() == Some(&service) {
             return;
         }
+        if let Some(old) = &old {
+            self.unindex_external(&old.external, &ns_key, &name);
+        }
         if let Some(Service {
             kind: ServiceKind::ClusterIp(ips),
             ..
@@ -257,6 +264,12 @@ impl Store {
             self.unindex_ips(&ips, |o| {
                 matches!(o, Owner::Service { namespace, service } if *namespace == ns_key && *service == name)
             });
+        }
+        for ip in &service.external {
+            self.external_reverse
+                .entry(*ip)
+                .or_default()
+                .push((ns_key.clone(), name.clone()));
         }
         if let ServiceKind::ClusterIp(ips) = &service.kind {
             for ip in ips {
@@ -302,7 +315,44 @@ impl Store {
             }
             ServiceKind::ClusterIp(ips)
         };
-        Some(Service { kind, ports })
+        let mut external: Vec<IpAddr> = spec
+            .external_ips
+            .iter()
+            .flatten()
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        let ingress = object
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|l| l.ingress.as_ref());
+        for ip in ingress
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.as_deref())
+        {
+            if let Ok(ip) = ip.parse()
+                && !external.contains(&ip)
+            {
+                external.push(ip);
+            }
+        }
+        Some(Service {
+            kind,
+            ports,
+            external: external.into_boxed_slice(),
+        })
+    }
+
+    fn unindex_external(&mut self, ips: &[IpAddr], ns: &str, name: &str) {
+        for ip in ips {
+            if let Some(owners) = self.external_reverse.get_mut(ip) {
+                owners.retain(|(n, s)| !(&**n == ns && &**s == name));
+                if owners.is_empty() {
+                    self.external_reverse.remove(ip);
+                }
+            }
+        }
     }
 
     pub(crate) fn delete_service(&mut self, ns: &str, name: &str) {
@@ -311,6 +361,7 @@ impl Store {
             .get_mut(ns)
             .and_then(|n| n.services.remove(name));
         if let Some(removed) = removed {
+            self.unindex_external(&removed.external, ns, name);
             if let ServiceKind::ClusterIp(ips) = removed.kind {
                 self.unindex_ips(&ips, |o| {
                     matches!(o, Owner::Service { namespace, service } if &**namespace == ns && &**service == name)
