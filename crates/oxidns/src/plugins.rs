@@ -19,6 +19,7 @@ pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_prometheus::PLUGIN,
     oxidns_plugin_errors::PLUGIN,
     oxidns_plugin_log::PLUGIN,
+    oxidns_plugin_ratelimit::PLUGIN,
     oxidns_plugin_cookies::PLUGIN,
     oxidns_plugin_local::PLUGIN,
     oxidns_plugin_acl::PLUGIN,

@@ -150,3 +150,98 @@ fn a_malformed_cookie_gets_formerr_over_the_wire() {
     );
     assert_eq!(got.response.rcode, OptRcode::FORMERR);
 }
+
+/// Sends `count` queries from one socket as fast as it can, then collects
+/// answers until the server falls silent: (full answers, truncated ones).
+fn flood(addr: std::net::SocketAddr, message: &[u8], count: u16) -> (usize, usize) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(SILENCE)).unwrap();
+    let mut query = message.to_vec();
+    for id in 0..count {
+        query[..2].copy_from_slice(&id.to_be_bytes());
+        socket.send_to(&query, addr).unwrap();
+    }
+    let (mut full, mut truncated) = (0, 0);
+    let mut buf = [0u8; 4096];
+    // At most one answer per query: a bound on the loop as well.
+    for _ in 0..count {
+        let Ok((len, _)) = socket.recv_from(&mut buf) else {
+            break;
+        };
+        let got = Response::parse(&buf[..len]).expect("a well-formed response");
+        if got.response.truncated {
+            assert!(got.response.answer.is_empty());
+            truncated += 1;
+        } else {
+            full += 1;
+        }
+    }
+    (full, truncated)
+}
+
+#[test]
+fn ratelimit_drops_and_slips_a_flood_from_one_network_over_udp() {
+    let server = Oxidns::start(".:0 {\n ratelimit 5 {\n  window 5\n }\n whoami\n}\n");
+    let started = std::time::Instant::now();
+    let (full, truncated) = flood(server.addr(), &query("example.org", Rtype::A), 200);
+    // Five a second, and a burst of five at the start.
+    let allowed = 5 + 5 * (started.elapsed().as_secs() as usize + 1);
+    assert!(
+        full <= allowed,
+        "{full} full answers, at most {allowed} allowed"
+    );
+    assert!(full >= 5, "the first five are answered, got {full}");
+    // slip 2: about every other limited response is sent truncated.
+    let limited = 200 - full;
+    assert!(
+        truncated > 0 && truncated <= limited / 2 + 1,
+        "{truncated} of {limited}"
+    );
+    // Another network (::1 is its own /56) is still served at once.
+    let got = udp(server.addr_v6(), &query("example.org", Rtype::A));
+    assert!(!got.response.truncated && got.response.authoritative);
+    // And TCP is never limited.
+    let got = tcp(server.addr(), &query("example.org", Rtype::A));
+    assert!(got.response.authoritative);
+}
+
+#[test]
+fn ratelimit_is_off_without_the_directive() {
+    let server = Oxidns::start(".:0 {\n whoami\n}\n");
+    let (full, truncated) = flood(server.addr(), &query("example.org", Rtype::A), 100);
+    // UDP may lose a few under a burst, but nothing is truncated.
+    assert!(
+        full >= 90 && truncated == 0,
+        "{full} full, {truncated} truncated"
+    );
+}
+
+#[test]
+fn ratelimit_exempts_queries_with_a_valid_server_cookie() {
+    let server = Oxidns::start(
+        ".:0 {\n ratelimit 2 {\n  slip 0\n }\n cookies {\n  secret 0123456789abcdef0123456789abcdef\n }\n whoami\n}\n",
+    );
+    // Learn a server cookie (this answer uses one token of the account).
+    let mut with_client = edns(1232);
+    with_client.options.push(EdnsOption {
+        code: 10,
+        data: b"clientck".to_vec().into(),
+    });
+    let first = udp(
+        server.addr(),
+        &query_edns("example.org", Rtype::A, with_client),
+    );
+    let learnt = first.edns.unwrap().options[0].clone();
+    assert_eq!(learnt.data.len(), 24);
+    let mut with_server = edns(1232);
+    with_server.options.push(learnt);
+    let message = query_edns("example.org", Rtype::A, with_server);
+    let (full, truncated) = flood(server.addr(), &message, 50);
+    assert!(
+        full >= 45 && truncated == 0,
+        "{full} full, {truncated} truncated"
+    );
+    // Without the cookie, the same client is limited at once.
+    let (full, _) = flood(server.addr(), &query("example.org", Rtype::A), 20);
+    assert!(full <= 4, "{full} answered");
+}
