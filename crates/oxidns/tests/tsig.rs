@@ -30,11 +30,15 @@ fn zone() -> String {
 
 /// oxidns serving the zone, requiring `require` to be signed with KEY.
 fn primary(port: u16, require: &str) -> (Oxidns, TempDir) {
+    primary_with(port, require, "to *")
+}
+
+fn primary_with(port: u16, require: &str, transfer: &str) -> (Oxidns, TempDir) {
     let dir = TempDir::new("tsig");
     let path = dir.write("db.example.org", &zone());
     let server = Oxidns::start(&format!(
         "example.org:{port} {{\n bind 127.0.0.1\n tsig {{\n  secret {KEY} {SECRET}\n  require {require}\n }}\n \
-         transfer {{\n  to *\n }}\n file {}\n}}\n",
+         transfer {{\n  {transfer}\n }}\n file {}\n}}\n",
         path.display()
     ));
     (server, dir)
@@ -187,7 +191,7 @@ fn knot_secondary(port: u16, primary_port: u16) -> Daemon {
          log:\n  - target: stderr\n    any: info\n\n\
          key:\n  - id: {KEY}\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\n\
          remote:\n  - id: primary\n    address: 127.0.0.1@{primary_port}\n    key: {KEY}\n\n\
-         acl:\n  - id: local\n    address: 127.0.0.1\n    action: [notify, transfer]\n\n\
+         acl:\n  - id: local\n    address: 127.0.0.1\n    key: {KEY}\n    action: [notify, transfer]\n\n\
          template:\n  - id: default\n    storage: \"{run}\"\n    zonefile-sync: -1\n    \
          semantic-checks: off\n\n\
          zone:\n  - domain: {APEX}\n    master: primary\n    acl: local\n"
@@ -198,13 +202,18 @@ fn knot_secondary(port: u16, primary_port: u16) -> Daemon {
 }
 
 #[test]
-fn knot_secondary_transfers_from_oxidns_with_tsig() {
+fn knot_secondary_transfers_from_oxidns_with_tsig_and_gets_a_signed_notify() {
     if !require_tool("knotd") || !require_tool("kdig") {
         return;
     }
     let primary_port = free_fixed_port();
-    let (server, _dir) = primary(primary_port, "AXFR IXFR");
     let port = free_fixed_port();
+    // Transfers only with the key; NOTIFY to Knot signed with it.
+    let (server, _dir) = primary_with(
+        primary_port,
+        "none",
+        &format!("to 127.0.0.1:{port}\n  key {KEY}"),
+    );
     let knot = knot_secondary(port, primary_port);
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
@@ -235,6 +244,18 @@ fn knot_secondary_transfers_from_oxidns_with_tsig() {
     }
     let log = server.output().join("\n");
     assert!(log.contains("Outgoing transfer of 605 records"), "{log}");
+    // Knot accepts only a signed NOTIFY (its acl names the key) and signs
+    // its answer, which we verify.
+    wait_for(
+        "an answered NOTIFY",
+        || {
+            server
+                .output()
+                .join("\n")
+                .contains("Sent NOTIFY for \"example.org.\" serial 7")
+        },
+        || format!("{}\n--- knot:\n{}", server.output().join("\n"), knot.log()),
+    );
 }
 
 /// knotd as a primary of example.org on `port` that transfers only with

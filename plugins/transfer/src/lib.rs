@@ -18,6 +18,11 @@
 //!   whenever a zone swaps in a version with a new serial, over UDP, tried up
 //!   to five times with the wait doubling from one second.
 //!
+//! - With `key NAME` (a key of the block's `tsig` plugin), transfers are
+//!   given only to requests that `tsig` verified with that key (others get
+//!   REFUSED), and NOTIFY is signed with it (RFC 8945); its answer must
+//!   verify.
+//!
 //! Zones are found in the block's [`ZoneSources`], where `file` and `auto`
 //! register theirs; their reloads reach us through a swap observer, which
 //! appends the difference to the journal before any NOTIFY goes out.
@@ -32,8 +37,9 @@ use oxidns_server::plugin::HookFuture;
 use oxidns_server::proto::domain::base::message_builder::MessageBuilder;
 use oxidns_server::proto::domain::base::{Message, ParsedName};
 use oxidns_server::proto::domain::rdata::Soa;
+use oxidns_server::proto::tsig::{self, Key, KeyRing, Verifier, VerifyError};
 use oxidns_server::proto::{
-    Class, Name, Opcode, Rcode, Record, Response, Rtype, lowercase, name_text,
+    Class, Name, Opcode, Rcode, Record, Response, Rtype, lowercase, name_from_str, name_text,
 };
 use oxidns_server::{
     ConfigError, Handler, HandlerFuture, Lifecycle, Next, PluginEntry, Request, Setup, Transport,
@@ -58,6 +64,8 @@ const NOTIFY_TRIES: u32 = 5;
 const NOTIFY_FIRST_WAIT: Duration = Duration::from_secs(1);
 
 fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
+    // `tsig` sets up first (plugin order): its keys are here for `key`.
+    let keys = setup.shared::<KeyRing>();
     let mut rules = Vec::new();
     for directive in setup.directives() {
         let zones = setup
@@ -67,6 +75,7 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
             .collect();
         let mut to = Vec::new();
         let mut journal = None;
+        let mut key = None;
         for line in &directive.block {
             match line.name.text.as_str() {
                 "to" => {
@@ -80,13 +89,27 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
                     let dir = &line.args_between(1, 1)?[0].text;
                     journal = Some(setup.resolve_path(dir));
                 }
+                "key" => {
+                    let text = &line.args_between(1, 1)?[0].text;
+                    let name = name_from_str(text).map_err(|e| line.error(e))?;
+                    key = Some(keys.get(&name).ok_or_else(|| {
+                        line.error(format!(
+                            "no TSIG key '{text}': define it with the tsig plugin's secret or secrets in this server block"
+                        ))
+                    })?);
+                }
                 _ => return Err(directive.unknown_property(line)),
             }
         }
         if to.is_empty() {
             return Err(directive.error("'to' is required"));
         }
-        rules.push(Rule { zones, to, journal });
+        rules.push(Rule {
+            zones,
+            to,
+            journal,
+            key,
+        });
     }
     let transfer = Arc::new(Transfer {
         rules: Arc::new(rules),
@@ -160,6 +183,8 @@ struct Rule {
     to: Vec<Peer>,
     /// Where journals are kept; next to the zone file when `None`.
     journal: Option<PathBuf>,
+    /// The TSIG key transfers must be signed with and NOTIFY is signed with.
+    key: Option<Arc<Key>>,
 }
 
 impl Rule {
@@ -233,6 +258,12 @@ impl Handler for Transfer {
         let client = request.client;
         if !rule.allows(client.ip()) {
             tracing::info!(target: "plugin/transfer", "refused transfer of {} to {client}: not listed in 'to'", name_text(request.qname()));
+            return ready(Response::new(Rcode::REFUSED));
+        }
+        if let Some(key) = &rule.key
+            && request.metadata.get(tsig::METADATA_KEY) != Some(name_text(key.name()).as_str())
+        {
+            tracing::info!(target: "plugin/transfer", "refused transfer of {} to {client}: not signed with key {}", name_text(request.qname()), name_text(key.name()));
             return ready(Response::new(Rcode::REFUSED));
         }
         if qtype == Rtype::AXFR && request.transport == Transport::Udp {
@@ -480,10 +511,11 @@ async fn notifier(
             let stop = stop.clone();
             let apex = apex.clone();
             let record = record.clone();
+            let key = rule.key.clone();
             tokio::spawn(async move {
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    _ = notify(&apex, &record, target, NOTIFY_FIRST_WAIT) => {}
+                    _ = notify(&apex, &record, target, NOTIFY_FIRST_WAIT, key) => {}
                 }
             });
         }
@@ -491,8 +523,15 @@ async fn notifier(
 }
 
 /// Sends one NOTIFY (RFC 1996 §3.7) until it is answered or the tries run out;
-/// whether the secondary answered.
-async fn notify(apex: &Name, soa: &Record, target: SocketAddr, first_wait: Duration) -> bool {
+/// whether the secondary answered. With a key, the NOTIFY is signed and
+/// only an answer that verifies (or reports a TSIG error) counts.
+async fn notify(
+    apex: &Name,
+    soa: &Record,
+    target: SocketAddr,
+    first_wait: Duration,
+    key: Option<Arc<Key>>,
+) -> bool {
     let zone = name_text(apex);
     let serial = soa_serial(soa);
     let bind: SocketAddr = if target.is_ipv4() {
@@ -508,7 +547,10 @@ async fn notify(apex: &Name, soa: &Record, target: SocketAddr, first_wait: Durat
         }
     };
     let id: u16 = rand::random();
-    let message = notify_message(id, apex, soa);
+    let mut message = notify_message(id, apex, soa);
+    let request_mac = key
+        .as_ref()
+        .map(|key| tsig::sign_request(key, &mut message, tsig::now()));
     let mut wait = first_wait;
     let mut buffer = vec![0u8; 4096];
     for _ in 0..NOTIFY_TRIES {
@@ -526,6 +568,20 @@ async fn notify(apex: &Name, soa: &Record, target: SocketAddr, first_wait: Durat
                 };
                 if reply.id != id || reply.opcode != Opcode::NOTIFY {
                     continue;
+                }
+                if let (Some(key), Some(mac)) = (&key, &request_mac) {
+                    match Verifier::new(key, mac).verify(&buffer[..len], tsig::now()) {
+                        Ok(_) => {}
+                        Err(VerifyError::ServerError(code)) => {
+                            tracing::warn!(target: "plugin/transfer", "NOTIFY for \"{zone}\" to {target} answered TSIG error {}", tsig::error_name(code));
+                            return true;
+                        }
+                        // Not from the holder of the key: not our answer.
+                        Err(e) => {
+                            tracing::debug!(target: "plugin/transfer", "NOTIFY answer for \"{zone}\" from {target} ignored: {e}");
+                            continue;
+                        }
+                    }
                 }
                 let rcode = reply.response.header_rcode();
                 if rcode == Rcode::NOERROR {

@@ -1,6 +1,6 @@
 use super::*;
 use oxidns_server::Config;
-use oxidns_server::proto::{OptRcode, Query};
+use oxidns_server::proto::{OptRcode, Query, name_from_str};
 use oxidns_server::test_util::{config, config_error, over_tcp, request, serve_config};
 use std::path::Path;
 use std::time::Instant;
@@ -265,10 +265,9 @@ async fn notify_is_retried_until_answered() {
     let path = dir.write("db", &zone_text(9, ""));
     let (zone, _) = Zone::load(Path::new(&path), &apex).unwrap();
     let record = soa(&zone).unwrap();
-    let sender =
-        tokio::spawn(
-            async move { notify(&apex, &record, target, Duration::from_millis(200)).await },
-        );
+    let sender = tokio::spawn(async move {
+        notify(&apex, &record, target, Duration::from_millis(200), None).await
+    });
     let mut buf = vec![0u8; 1024];
     // The first NOTIFY goes unanswered; the retry is answered.
     let (len, _) = secondary.recv_from(&mut buf).await.unwrap();
@@ -304,4 +303,129 @@ fn notify_messages_carry_the_soa() {
     assert!(message.header().aa());
     assert!(!message.header().rd());
     assert_eq!(message.header_counts().ancount(), 1);
+}
+
+const SECRET: &str = "c2VjcmV0LWtleS1mb3Itb3hpZG5zLXRlc3Rz";
+const WITH_TSIG: &[PluginEntry] = &[
+    oxidns_plugin_tsig::PLUGIN,
+    PLUGIN,
+    oxidns_plugin_file::PLUGIN,
+];
+
+fn xfr_key() -> Key {
+    Key::from_base64(
+        &name_from_str("xfr.key").unwrap(),
+        tsig::Algorithm::HmacSha256,
+        SECRET,
+    )
+    .unwrap()
+}
+
+/// An AXFR over TCP from 127.0.0.1, signed with `key` if given.
+fn signed_axfr(key: Option<&Key>) -> Request {
+    let mut bytes = Query::build(
+        77,
+        &name_from_str("example.org").unwrap(),
+        Rtype::AXFR,
+        Class::IN,
+        None,
+    );
+    if let Some(key) = key {
+        tsig::sign_request(key, &mut bytes, tsig::now());
+    }
+    Request::new(
+        Query::parse(bytes.into()).unwrap(),
+        "127.0.0.1:5353".parse().unwrap(),
+        "127.0.0.1:53".parse().unwrap(),
+        Transport::Tcp,
+        name_from_str("example.org").unwrap(),
+        Arc::from("dns://:53"),
+    )
+}
+
+#[test]
+fn key_must_be_one_that_tsig_defines() {
+    let error = config_error(
+        "example.org {\n transfer {\n  to *\n  key xfr.key.\n }\n}",
+        WITH_TSIG,
+    );
+    assert!(
+        error.starts_with("Corefile:4: ") && error.contains("no TSIG key 'xfr.key.'"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn with_a_key_only_transfers_signed_with_it_are_given() {
+    let dir = Dir::new();
+    let path = dir.write("db.example.org", &zone_text(5, "www A 192.0.2.80\n"));
+    let config = config(
+        &format!(
+            "example.org {{\n tsig {{\n  secret xfr.key. {SECRET}\n  secret other.key. {SECRET}\n }}\n \
+             transfer {{\n  to 127.0.0.1\n  key xfr.key.\n }}\n file {path}\n}}"
+        ),
+        WITH_TSIG,
+    )
+    .unwrap();
+    let unsigned = transfer(&config, signed_axfr(None)).await;
+    assert_eq!(unsigned[0].rcode, OptRcode::REFUSED);
+    let other = Key::from_base64(
+        &name_from_str("other.key").unwrap(),
+        tsig::Algorithm::HmacSha256,
+        SECRET,
+    )
+    .unwrap();
+    let wrong_key = transfer(&config, signed_axfr(Some(&other))).await;
+    assert_eq!(wrong_key[0].rcode, OptRcode::REFUSED);
+    let signed = transfer(&config, signed_axfr(Some(&xfr_key()))).await;
+    assert_eq!(records(&signed).len(), 5);
+}
+
+#[tokio::test]
+async fn notify_with_a_key_is_signed_and_wants_a_signed_answer() {
+    let secondary = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = secondary.local_addr().unwrap();
+    let apex = name_from_str("example.org").unwrap();
+    let dir = Dir::new();
+    let path = dir.write("db", &zone_text(9, ""));
+    let (zone, _) = Zone::load(Path::new(&path), &apex).unwrap();
+    let record = soa(&zone).unwrap();
+    let key = Arc::new(xfr_key());
+    let sending_key = key.clone();
+    let sender = tokio::spawn(async move {
+        notify(
+            &apex,
+            &record,
+            target,
+            Duration::from_millis(200),
+            Some(sending_key),
+        )
+        .await
+    });
+    let mut buf = vec![0u8; 1024];
+    let (len, from) = secondary.recv_from(&mut buf).await.unwrap();
+    let notify = buf[..len].to_vec();
+    let tsig_record = tsig::find(&notify).unwrap().expect("NOTIFY is signed");
+    let check = tsig::verify_request(&notify, &tsig_record, |_| Some(&*key), tsig::now());
+    let Ok(tsig::RequestCheck::Verified { request_mac, .. }) = check else {
+        panic!("the NOTIFY verifies: {check:?}");
+    };
+    // An unsigned answer is not the secondary's: ignored, the NOTIFY is retried.
+    let mut reply = tsig::strip(&notify, &tsig_record);
+    reply[2] |= 0x80; // QR
+    secondary.send_to(&reply, from).await.unwrap();
+    let (len, from) = tokio::time::timeout(Duration::from_secs(3), secondary.recv_from(&mut buf))
+        .await
+        .expect("a retry")
+        .unwrap();
+    assert_eq!(buf[..len], notify[..]);
+    // A signed answer ends it.
+    tsig::Signer::answer(key.clone(), request_mac).sign(&mut reply, tsig::now());
+    secondary.send_to(&reply, from).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), sender)
+            .await
+            .unwrap()
+            .unwrap()
+    );
 }
