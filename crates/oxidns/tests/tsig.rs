@@ -428,3 +428,167 @@ fn a_secondary_with_the_wrong_secret_gets_no_zone() {
     assert!(!zones.0.join("db.example.org").exists());
     assert_eq!(soa_serial(our_port), None, "no zone, no SOA");
 }
+
+#[test]
+fn dig_verifies_answers_signed_with_each_algorithm() {
+    if !require_tool("dig") {
+        return;
+    }
+    let dir = TempDir::new("tsig-algorithms");
+    let path = dir.write("db.example.org", &zone());
+    let keys = dir.write(
+        "keys.conf",
+        &format!(
+            "key \"sha1.key.\" {{ algorithm hmac-sha1; secret \"{SECRET}\"; }};\n\
+             key \"sha384.key.\" {{ algorithm hmac-sha384; secret \"{SECRET}\"; }};\n\
+             key \"sha512.key.\" {{ algorithm hmac-sha512; secret \"{SECRET}\"; }};\n"
+        ),
+    );
+    let server = Oxidns::start(&format!(
+        "example.org:0 {{\n bind 127.0.0.1\n tsig {{\n  secrets {}\n  require all\n }}\n file {}\n}}\n",
+        keys.display(),
+        path.display()
+    ));
+    for algorithm in ["sha1", "sha384", "sha512"] {
+        let key = format!("hmac-{algorithm}:{algorithm}.key.:{SECRET}");
+        let out = dig(&server, &["-y", &key, "www.example.org", "A"]);
+        assert!(
+            out.contains("status: NOERROR") && out.contains("192.0.2.80"),
+            "{out}"
+        );
+        assert!(out.contains(&format!("hmac-{algorithm}.")), "{out}");
+        assert!(
+            !out.contains("failure") && !out.contains("Couldn't verify"),
+            "{out}"
+        );
+    }
+    // `require all`: unsigned gets REFUSED.
+    let out = dig(&server, &["www.example.org", "A"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+}
+
+/// named as a primary of example.org on `port` that transfers only with
+/// KEY, and sends NOTIFY signed with it to `notify`.
+fn bind_primary(dir: &TempDir, port: u16, notify: u16) -> Daemon {
+    let run = dir.0.to_str().expect("utf-8 path").to_owned();
+    dir.write("example.org.db", &zone());
+    let conf = format!(
+        "key \"{KEY}\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n\
+         options {{\n    directory \"{run}\";\n    listen-on port {port} {{ 127.0.0.1; }};\n    \
+         listen-on-v6 {{ none; }};\n    recursion no;\n    pid-file none;\n    \
+         session-keyfile none;\n    dnssec-validation no;\n    notify explicit;\n    \
+         also-notify {{ 127.0.0.1 port {notify} key \"{KEY}\"; }};\n    notify-source 127.0.0.1;\n    \
+         allow-transfer {{ key \"{KEY}\"; }};\n}};\n\
+         controls {{ }};\n\
+         logging {{ category default {{ default_stderr; }}; category notify {{ default_stderr; }}; category xfer-out {{ default_stderr; }}; }};\n\
+         zone \"{APEX}\" {{ type primary; file \"{APEX}.db\"; }};\n"
+    );
+    let conf_path = dir.write("named.conf", &conf);
+    let conf_arg = conf_path.to_str().expect("utf-8 path").to_owned();
+    Daemon::spawn(
+        "named",
+        &["-g", "-c", &conf_arg, "-n", "1"],
+        TempDir::new("tsig-bind-primary-run"),
+    )
+}
+
+#[test]
+fn oxidns_secondary_transfers_from_a_bind_primary_that_requires_tsig() {
+    if !require_tool("named") || !require_tool("kdig") {
+        return;
+    }
+    let bind_dir = TempDir::new("tsig-bind-primary");
+    let zones = TempDir::new("tsig-bind-secondary-zones");
+    let bind_port = free_fixed_port();
+    let our_port = free_fixed_port();
+    let bind = bind_primary(&bind_dir, bind_port, our_port);
+    wait_for(
+        "named serving",
+        || soa_serial(bind_port) == Some(7),
+        || bind.log(),
+    );
+    let (out, _, _) = run(
+        "kdig",
+        &[
+            "@127.0.0.1",
+            "-p",
+            &bind_port.to_string(),
+            "+retry=0",
+            "+time=2",
+            APEX,
+            "AXFR",
+        ],
+        Path::new("."),
+    );
+    assert!(
+        !out.contains("bulk1."),
+        "named transfers only with the key:\n{out}"
+    );
+    let ours = oxidns_secondary(our_port, bind_port, SECRET, &zones.0);
+    wait_for(
+        "the signed transfer",
+        || soa_serial(our_port) == Some(7),
+        || format!("{}\n--- named:\n{}", ours.output().join("\n"), bind.log()),
+    );
+    let (out, _, _) = run(
+        "kdig",
+        &[
+            "@127.0.0.1",
+            "-p",
+            &our_port.to_string(),
+            "+short",
+            "bulk599.example.org",
+            "TXT",
+        ],
+        Path::new("."),
+    );
+    assert!(out.contains("xxxx"), "{out}");
+}
+
+/// named as a secondary of oxidns on `primary_port`, transferring with KEY.
+fn bind_secondary(port: u16, primary_port: u16) -> Daemon {
+    let dir = TempDir::new("tsig-bind-secondary");
+    let run = dir.0.to_str().expect("utf-8 path").to_owned();
+    let conf = format!(
+        "key \"{KEY}\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n\
+         options {{\n    directory \"{run}\";\n    listen-on port {port} {{ 127.0.0.1; }};\n    \
+         listen-on-v6 {{ none; }};\n    recursion no;\n    pid-file none;\n    \
+         session-keyfile none;\n    dnssec-validation no;\n    notify no;\n    \
+         allow-transfer {{ any; }};\n}};\n\
+         controls {{ }};\n\
+         logging {{ category default {{ default_stderr; }}; category xfer-in {{ default_stderr; }}; }};\n\
+         zone \"{APEX}\" {{ type secondary; primaries {{ 127.0.0.1 port {primary_port} key \"{KEY}\"; }}; \
+         allow-notify {{ key \"{KEY}\"; }}; file \"{APEX}.db\"; }};\n"
+    );
+    let conf_path = dir.write("named.conf", &conf);
+    let conf_arg = conf_path.to_str().expect("utf-8 path").to_owned();
+    Daemon::spawn("named", &["-g", "-c", &conf_arg, "-n", "1"], dir)
+}
+
+#[test]
+fn bind_secondary_transfers_from_oxidns_with_tsig() {
+    if !require_tool("named") || !require_tool("kdig") {
+        return;
+    }
+    let primary_port = free_fixed_port();
+    let port = free_fixed_port();
+    let (server, _dir) = primary_with(
+        primary_port,
+        "none",
+        &format!("to 127.0.0.1:{port}\n  key {KEY}"),
+    );
+    let bind = bind_secondary(port, primary_port);
+    wait_for(
+        "named's signed transfer",
+        || soa_serial(port) == Some(7),
+        || {
+            format!(
+                "{}\n--- oxidns:\n{}",
+                bind.log(),
+                server.output().join("\n")
+            )
+        },
+    );
+    let log = server.output().join("\n");
+    assert!(log.contains("Outgoing transfer of 605 records"), "{log}");
+}

@@ -33,6 +33,38 @@ fn answer_setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A plugin that answers with more TXT records than 512 bytes hold.
+struct Big;
+
+impl Handler for Big {
+    fn name(&self) -> &'static str {
+        "big"
+    }
+
+    fn serve<'a>(&'a self, request: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
+        let mut response = Response::new(Rcode::NOERROR);
+        for i in 0..30 {
+            response.answer.push(oxidns_server::proto::Record::new(
+                request.qname().clone(),
+                Class::IN,
+                oxidns_server::proto::Ttl::from_secs(60),
+                oxidns_server::proto::RecordData::Txt(
+                    oxidns_server::proto::domain::rdata::Txt::build_from_slice(
+                        format!("{i:02}{}", "x".repeat(38)).as_bytes(),
+                    )
+                    .unwrap(),
+                ),
+            ));
+        }
+        Box::pin(std::future::ready(Ok(response)))
+    }
+}
+
+fn big_setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
+    setup.add_handler(Arc::new(Big));
+    Ok(())
+}
+
 const PLUGINS: &[PluginEntry] = &[
     PLUGIN,
     PluginEntry {
@@ -280,4 +312,28 @@ fn secrets_are_read_from_a_bind_key_file() {
         error.starts_with(&format!("{}:2: ", path.display())),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_truncated_udp_answer_keeps_room_for_its_signature() {
+    let plugins = [
+        PLUGIN,
+        PluginEntry {
+            name: "big",
+            setup: big_setup,
+        },
+    ];
+    let config = config(
+        &format!("example.org {{\n tsig {{\n  secret xfr.example.org. {SECRET} hmac-sha512\n }}\n big\n}}"),
+        &plugins,
+    )
+    .unwrap();
+    let key = key("xfr.example.org", Algorithm::HmacSha512);
+    let (bytes, mac) = signed(Rtype::TXT, &key, tsig::now());
+    // No EDNS: 512 bytes at most (RFC 1035 §4.2.1), signature included.
+    let (_, wire) = serve_and_finish(&config, request_from(bytes)).await;
+    assert!(wire.len() <= 512, "{} bytes", wire.len());
+    assert!(wire[2] & 0x02 != 0, "TC set");
+    let mut verifier = Verifier::new(&key, &mac);
+    verifier.verify(&wire, tsig::now()).unwrap();
 }
