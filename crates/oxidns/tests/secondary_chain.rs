@@ -603,3 +603,86 @@ fn catalog_members_from_knot_are_added_removed_and_kept_across_restarts() {
     }
     assert_eq!(member_www(ours.addr(), "b.example"), Err(Rcode::REFUSED));
 }
+
+/// A catalog zone at `serial` with version TXT `version` and `body` (member
+/// nodes and properties under `zones`).
+fn catalog_zone(serial: u32, version: &str, body: &str) -> String {
+    format!(
+        "$ORIGIN {CATALOG}.\n$TTL 0\n@ SOA invalid. invalid. {serial} 3600 600 2147483646 0\n\
+         @ NS invalid.\nversion TXT \"{version}\"\n{body}"
+    )
+}
+
+#[test]
+fn catalog_properties_resets_and_unknown_versions_from_an_oxidns_primary() {
+    let primary_dir = TempDir::new("catalog-primary");
+    let zones = TempDir::new("catalog-own-zones");
+    let our_port = free_fixed_port();
+    let mut files = String::new();
+    for member in ["a.example", "b.example", "c.example", "d.example"] {
+        let path = primary_dir.write(&format!("db.{member}"), &member_zone(member));
+        files.push_str(&format!(" file {} {member}\n", path.display()));
+    }
+    // a in a group, b with a coo to a catalog we do not follow, and an
+    // extension property: none of it stops the members being served.
+    let v1 = catalog_zone(
+        1,
+        "2",
+        "id1.zones PTR a.example.\ngroup.id1.zones TXT \"blue\"\n\
+         id2.zones PTR b.example.\ncoo.id2.zones PTR elsewhere.invalid.\n\
+         ext.id2.zones TXT \"x\"\n",
+    );
+    let catalog_path = primary_dir.write("db.catalog", &v1);
+    let primary = Oxidns::start(&format!(
+        ".:0 {{\n bind 127.0.0.1\n transfer {{\n  to 127.0.0.1 127.0.0.1:{our_port}\n }}\n\
+         file {} {CATALOG} {{\n  reload 1s\n }}\n{files}}}\n",
+        catalog_path.display()
+    ));
+    let ours = catalog_consumer(our_port, primary.addr(), &zones.0);
+    let logs = || {
+        format!(
+            "--- oxidns:\n{}\n--- primary:\n{}",
+            log_of(&ours),
+            log_of(&primary)
+        )
+    };
+    let serves = |member: &str| member_www(ours.addr(), member).is_ok_and(|t| t.contains(member));
+    for member in ["a.example", "b.example"] {
+        wait_until(&format!("served {member}"), || serves(member), logs);
+    }
+    // The catalog itself is served like any secondary zone.
+    assert_eq!(serial_of(ours.addr(), CATALOG), Some(1));
+
+    // a gets a new unique ID (a reset), b leaves, c joins.
+    let v2 = catalog_zone(
+        2,
+        "2",
+        "id1new.zones PTR a.example.\nid3.zones PTR c.example.\n",
+    );
+    primary_dir.write("db.catalog", &v2);
+    wait_until("served c.example", || serves("c.example"), logs);
+    wait_until(
+        "dropped b.example",
+        || member_www(ours.addr(), "b.example") == Err(Rcode::REFUSED),
+        logs,
+    );
+    wait_until(
+        "reset a.example",
+        || log_of(&ours).contains("member a.example. reset"),
+        logs,
+    );
+    wait_until("served a.example again", || serves("a.example"), logs);
+    assert!(!zones.0.join("db.b.example").exists());
+
+    // A catalog of another schema version is not read: nothing changes.
+    let v3 = catalog_zone(3, "3", "id4.zones PTR d.example.\n");
+    primary_dir.write("db.catalog", &v3);
+    wait_until(
+        "refused catalog version 3",
+        || log_of(&ours).contains("only a single \"2\""),
+        logs,
+    );
+    assert_eq!(serial_of(ours.addr(), CATALOG), Some(3));
+    assert!(serves("a.example") && serves("c.example"));
+    assert_eq!(member_www(ours.addr(), "d.example"), Err(Rcode::REFUSED));
+}

@@ -269,10 +269,10 @@ impl Secondary {
                 tracing::debug!(target: "plugin/secondary", "catalog {}: member {} in groups {:?} (groups select no settings here)", catalog.zone(), name_text(member), entry.groups);
             }
         }
+        // Held until the changes are applied: one catalog update at a time.
         let mut catalogs = self.catalogs.lock().unwrap_or_else(|e| e.into_inner());
         catalogs.lists.insert(lowercase(&catalog.apex), list);
         let changes = catalogs.plan(|zone| self.configured(zone));
-        drop(catalogs);
         if changes.is_empty() {
             return;
         }
@@ -323,6 +323,7 @@ impl Secondary {
             }
         }
         self.zones.store(Arc::new(zones));
+        drop(catalogs);
     }
 
     /// A new member zone's slot, with the catalog's primaries, registered

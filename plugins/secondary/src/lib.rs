@@ -521,11 +521,12 @@ fn install_blocking(
     ours: Option<u32>,
     served: Option<Arc<ServedZone>>,
 ) -> Result<(u32, Option<Arc<ServedZone>>), String> {
+    let file: Arc<str> = Arc::from("transfer");
     let sourced = records
-        .iter()
+        .into_iter()
         .map(|record| SourcedRecord {
-            record: record.clone(),
-            file: Arc::from("transfer"),
+            record,
+            file: file.clone(),
             line: 0,
         })
         .collect();
@@ -541,6 +542,9 @@ fn install_blocking(
     }
     write_atomically(path, &zone_text(apex, &zone))
         .map_err(|e| format!("cannot save {}: {e}", path.display()))?;
+    // What serves is read back from the file: free this copy first (a big
+    // zone would otherwise be held twice).
+    drop(zone);
     match served {
         Some(served) => match served.reload_if_changed() {
             Reload::Reloaded { serial, .. } => Ok((serial, None)),
