@@ -253,7 +253,7 @@ impl Catalogs {
 impl Secondary {
     /// Reads the catalog's current version and brings the served members
     /// in line with it (blocking: loads and deletes zone files).
-    pub(crate) fn update_catalog(self: &Arc<Self>, catalog: &Slot) {
+    pub(crate) fn update_catalog(&self, catalog: &Slot) {
         let Some(zone) = catalog.current() else {
             return;
         };
@@ -326,14 +326,13 @@ impl Secondary {
         drop(catalogs);
     }
 
-    /// A new member zone's slot, with the catalog's primaries, registered
-    /// as a zone source.
+    /// A new member zone's slot, with the catalog's primaries and TSIG key,
+    /// registered as a zone source.
     fn member(&self, zone: &Name, owner: &Owner) -> Slot {
-        let primaries = self
-            .catalog_slot(&owner.catalog)
-            .map(|c| c.primaries.clone())
-            .unwrap_or_default();
-        let slot = Slot::new(zone.clone(), primaries, self.member_path(zone, owner));
+        let catalog = self.catalog_slot(&owner.catalog);
+        let primaries = catalog.map(|c| c.primaries.clone()).unwrap_or_default();
+        let mut slot = Slot::new(zone.clone(), primaries, self.member_path(zone, owner));
+        slot.key = catalog.and_then(|c| c.key.clone());
         self.sources.register(slot.set.clone());
         slot
     }

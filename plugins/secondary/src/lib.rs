@@ -209,6 +209,9 @@ struct Slot {
     transferred: Notify,
     /// Cancelled when the zone is no longer served (a catalog dropped it).
     stop: CancellationToken,
+    /// Set, under the lock, when the zone is no longer served: from then on
+    /// no transfer writes its file (an install holds the lock throughout).
+    retired: Arc<Mutex<bool>>,
     /// A catalog zone (RFC 9432), whose members are secondary zones too.
     catalog: bool,
     /// Where a catalog's members keep their files (`directory`), if set.
@@ -246,6 +249,7 @@ impl Slot {
             check_now: Notify::new(),
             transferred: Notify::new(),
             stop: CancellationToken::new(),
+            retired: Arc::default(),
             catalog: false,
             member_directory: None,
             key: None,
@@ -394,7 +398,12 @@ impl Slot {
         let apex = self.apex.clone();
         let path = self.path.clone();
         let served = self.served();
+        let retired = self.retired.clone();
         let result = tokio::task::spawn_blocking(move || {
+            let retired = retired.lock().unwrap_or_else(|e| e.into_inner());
+            if *retired {
+                return Err("the zone is no longer served".to_owned());
+            }
             install_blocking(&apex, &path, records, ours, served)
         })
         .await
@@ -438,6 +447,8 @@ impl Slot {
 
     /// Stops the refresh loop and serving, keeping the zone file.
     fn retire(&self) {
+        // Waits for an install in progress; none starts after this.
+        *self.retired.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.stop.cancel();
         self.state.store(NOT_LOADED, Ordering::SeqCst);
         self.set.replace(Vec::new());
