@@ -16,6 +16,24 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 /// An interned name (namespace, service, port, host name).
 pub(crate) type Str = Arc<str>;
 
+/// The (namespace, name) keys of the objects of one kind seen by a (re)list,
+/// lower case; "" is the namespace of Namespaces.
+pub(crate) type Listed = HashSet<(String, String)>;
+
+/// The key of an object in a [`Listed`].
+pub(crate) fn listed_key(
+    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> (String, String) {
+    (
+        metadata
+            .namespace
+            .as_deref()
+            .unwrap_or("")
+            .to_ascii_lowercase(),
+        metadata.name.as_deref().unwrap_or("").to_ascii_lowercase(),
+    )
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Protocol {
     Tcp,
@@ -214,23 +232,17 @@ impl Store {
         self.touch();
     }
 
-    /// After a relist: the namespaces listed, and no others.
-    pub(crate) fn replace_namespaces(&mut self, objects: &[K8sNamespace]) {
-        let listed: HashSet<String> = objects
-            .iter()
-            .filter_map(|o| o.metadata.name.as_deref().map(str::to_ascii_lowercase))
-            .collect();
+    /// After a relist: forgets the namespaces that were not listed (the
+    /// listed ones were applied as they came).
+    pub(crate) fn retain_namespaces(&mut self, listed: &Listed) {
         let gone: Vec<Str> = self
             .namespaces
-            .keys()
-            .filter(|k| !listed.contains(&***k))
-            .cloned()
+            .iter()
+            .filter(|(k, n)| n.exists && !listed.contains(&(String::new(), k.to_string())))
+            .map(|(k, _)| k.clone())
             .collect();
         for name in gone {
             self.delete_namespace(&name);
-        }
-        for object in objects {
-            self.apply_namespace(object);
         }
     }
 
@@ -372,8 +384,7 @@ impl Store {
         }
     }
 
-    pub(crate) fn replace_services(&mut self, objects: &[K8sService]) {
-        let listed: HashSet<(String, String)> = objects.iter().filter_map(key_of_service).collect();
+    pub(crate) fn retain_services(&mut self, listed: &Listed) {
         let gone: Vec<(Str, Str)> = self
             .namespaces
             .iter()
@@ -382,9 +393,6 @@ impl Store {
             .collect();
         for (ns, name) in gone {
             self.delete_service(&ns, &name);
-        }
-        for object in objects {
-            self.apply_service(object);
         }
     }
 
@@ -497,16 +505,7 @@ impl Store {
         self.touch();
     }
 
-    pub(crate) fn replace_slices(&mut self, objects: &[EndpointSlice]) {
-        let listed: HashSet<(String, String)> = objects
-            .iter()
-            .filter_map(|o| {
-                Some((
-                    o.metadata.namespace.as_deref()?.to_ascii_lowercase(),
-                    o.metadata.name.as_deref()?.to_ascii_lowercase(),
-                ))
-            })
-            .collect();
+    pub(crate) fn retain_slices(&mut self, listed: &Listed) {
         let gone: Vec<(Str, Str)> = self
             .namespaces
             .iter()
@@ -515,9 +514,6 @@ impl Store {
             .collect();
         for (ns, name) in gone {
             self.delete_slice(&ns, &name);
-        }
-        for object in objects {
-            self.apply_slice(object);
         }
     }
 
@@ -563,11 +559,15 @@ impl Store {
         }
     }
 
-    pub(crate) fn replace_pods(&mut self, objects: &[K8sPod]) {
-        self.pods.clear();
-        for object in objects {
-            self.apply_pod(object);
-        }
+    pub(crate) fn retain_pods(&mut self, listed: &Listed) {
+        let listed: HashSet<(&str, u64)> = listed
+            .iter()
+            .map(|(ns, name)| (ns.as_str(), name_hash(name)))
+            .collect();
+        self.pods.retain(|_, holders| {
+            holders.retain(|p| listed.contains(&(&*p.namespace, p.name_hash)));
+            !holders.is_empty()
+        });
         self.pods.shrink_to_fit();
     }
 
@@ -627,11 +627,4 @@ fn name_hash(name: &str) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
     name.hash(&mut hasher);
     hasher.finish()
-}
-
-fn key_of_service(o: &K8sService) -> Option<(String, String)> {
-    Some((
-        o.metadata.namespace.as_deref()?.to_ascii_lowercase(),
-        o.metadata.name.as_deref()?.to_ascii_lowercase(),
-    ))
 }

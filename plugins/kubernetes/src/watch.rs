@@ -21,7 +21,7 @@ use oxidns_server::{HookFuture, Lifecycle};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::store::Store;
+use crate::store::{Listed, Store, listed_key};
 use crate::{Connection, Options, PodMode};
 
 const NAMESPACES: u8 = 1;
@@ -139,7 +139,7 @@ impl Lifecycle for Watcher {
                 |store, o: &Namespace| {
                     store.delete_namespace(o.metadata.name.as_deref().unwrap_or(""))
                 },
-                Store::replace_namespaces,
+                Store::retain_namespaces,
             ));
             let config = || match &labels {
                 Some(selector) => watcher::Config::default().labels(selector),
@@ -157,7 +157,7 @@ impl Lifecycle for Watcher {
                         o.metadata.name.as_deref().unwrap_or(""),
                     )
                 },
-                Store::replace_services,
+                Store::retain_services,
             ));
             if self.options.pods == PodMode::Verified {
                 // As CoreDNS: the `labels` selector applies to pods too.
@@ -168,7 +168,7 @@ impl Lifecycle for Watcher {
                     PODS,
                     Store::apply_pod,
                     Store::delete_pod,
-                    Store::replace_pods,
+                    Store::retain_pods,
                 ));
             }
             if !self.options.no_endpoints {
@@ -187,7 +187,7 @@ impl Lifecycle for Watcher {
                             o.metadata.name.as_deref().unwrap_or(""),
                         )
                     },
-                    Store::replace_slices,
+                    Store::retain_slices,
                 ));
             }
             *self.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
@@ -387,7 +387,7 @@ fn spawn_watch<K>(
     bit: u8,
     apply: Apply<K>,
     delete: Apply<K>,
-    replace: fn(&mut Store, &[K]),
+    retain: fn(&mut Store, &Listed),
 ) -> JoinHandle<()>
 where
     K: kube::Resource
@@ -402,18 +402,24 @@ where
     let kind = K::kind(&K::DynamicType::default()).to_string();
     tokio::spawn(async move {
         let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-        let mut buffer: Vec<K> = Vec::new();
+        // A (re)list is applied object by object as its pages arrive (no
+        // copy of the whole list is held); what it did not list goes at the end.
+        let mut listed = Listed::new();
         let mut last_error: Option<Instant> = None;
         while let Some(event) = stream.next().await {
             match event {
-                Ok(Event::Init) => buffer.clear(),
-                Ok(Event::InitApply(object)) => buffer.push(object),
+                Ok(Event::Init) => listed.clear(),
+                Ok(Event::InitApply(object)) => {
+                    listed.insert(listed_key(object.meta()));
+                    let mut store = shared.store.write().unwrap_or_else(|e| e.into_inner());
+                    apply(&mut store, &object);
+                }
                 Ok(Event::InitDone) => {
                     {
                         let mut store = shared.store.write().unwrap_or_else(|e| e.into_inner());
-                        replace(&mut store, &buffer);
+                        retain(&mut store, &listed);
                     }
-                    buffer = Vec::new();
+                    listed = Listed::new();
                     shared.mark_synced(bit);
                     if last_error.take().is_some() {
                         tracing::info!(target: "plugin/kubernetes", "{kind} watch resynced");
