@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the fuzz targets: fuzz/run.sh [TARGET] [EXECUTIONS]
 #
-#   TARGET      one of query_parse response_parse corefile zonefile query_path,
+#   TARGET      one of query_parse response_parse corefile zonefile query_path tsig,
 #               or "all" (the default): each in turn, one process each
 #   EXECUTIONS  inputs to run per target (libFuzzer -runs=), default 10000000
 #
@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 # Absolute paths: the text targets change their working directory (common.rs).
 here=$PWD
-ALL=(query_parse response_parse corefile zonefile query_path)
+ALL=(query_parse response_parse corefile zonefile query_path tsig)
 target=${1:-all}
 runs=${2:-10000000}
 sanitizer=${FUZZ_SANITIZER:-none}
