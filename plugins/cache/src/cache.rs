@@ -121,9 +121,10 @@ const BY_NAME: u8 = 4;
 /// What a response is cached under: name (without regard to case), type,
 /// class and the DO and CD bits.
 ///
-/// Hashing and comparing work on the name's wire form, lower-cased in one
-/// go: this runs for every query, and hashing label by label (as the name
-/// type itself does) cost a tenth of a cache hit.
+/// The name is kept lower-cased ([`Key::of`]), so that hashing and comparing
+/// work on its wire form as plain bytes: this runs for every query, and
+/// hashing label by label (as the name type itself does), or lower-casing
+/// for every comparison, cost a tenth of a cache hit.
 #[derive(Clone, Debug)]
 struct Key {
     name: Name,
@@ -167,12 +168,7 @@ impl<'a> KeyRef<'a> {
 
 impl Hash for KeyRef<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // Length octets are below 64, so lower-casing leaves them alone.
-        let mut lower = [0u8; 255];
-        let lower = &mut lower[..self.wire.len()];
-        lower.copy_from_slice(self.wire);
-        lower.make_ascii_lowercase();
-        state.write(lower);
+        state.write(self.wire);
         state.write_u16(self.qtype.to_int());
         state.write_u16(self.qclass.to_int());
         state.write_u8(self.flags);
@@ -184,7 +180,7 @@ impl Equivalent<Key> for KeyRef<'_> {
         self.qtype == key.qtype
             && self.qclass == key.qclass
             && self.flags == key.flags
-            && self.wire.eq_ignore_ascii_case(key.name.as_slice())
+            && self.wire == key.name.as_slice()
     }
 }
 
@@ -197,8 +193,14 @@ impl Key {
         if query.cd {
             flags |= CD;
         }
+        // Most names arrive in lower case: those cost no copy.
+        let name = if query.qname.as_slice().iter().any(u8::is_ascii_uppercase) {
+            oxidns_server::proto::lowercase(&query.qname)
+        } else {
+            query.qname.clone()
+        };
         Key {
-            name: query.qname.clone(),
+            name,
             qtype: query.qtype,
             qclass: query.qclass,
             flags,
@@ -543,10 +545,12 @@ impl Inner {
                 .map_or(Duration::ZERO, |s| s.up_to);
             entry.age(now) < entry.duration + bound
         };
+        // A key is in one store at most (`admit` removes it from the other);
+        // answers are the common case, so they are looked up first.
         let exact = self
-            .denial
+            .success
             .get(key)
-            .or_else(|| self.success.get(key))
+            .or_else(|| self.denial.get(key))
             .filter(usable);
         let by_name = if self.denial.is_empty() {
             None
