@@ -686,3 +686,96 @@ fn catalog_properties_resets_and_unknown_versions_from_an_oxidns_primary() {
     assert!(serves("a.example") && serves("c.example"));
     assert_eq!(member_www(ours.addr(), "d.example"), Err(Rcode::REFUSED));
 }
+
+/// Catalog `apex` at `serial` with version "2" and `body`.
+fn named_catalog(apex: &str, serial: u32, body: &str) -> String {
+    format!(
+        "$ORIGIN {apex}.\n$TTL 0\n@ SOA invalid. invalid. {serial} 3600 600 2147483646 0\n\
+         @ NS invalid.\nversion TXT \"2\"\n{body}"
+    )
+}
+
+#[test]
+fn a_member_moves_between_catalogs_only_through_coo_and_keeps_its_data() {
+    let primary_dir = TempDir::new("coo-primary");
+    let old_dir = TempDir::new("coo-old");
+    let new_dir = TempDir::new("coo-new");
+    let our_port = free_fixed_port();
+    let member = primary_dir.write("db.a.example", &member_zone("a.example"));
+    let old = primary_dir.write(
+        "db.old",
+        &named_catalog("old.invalid", 1, "id1.zones PTR a.example.\n"),
+    );
+    let new = primary_dir.write("db.new", &named_catalog("new.invalid", 1, ""));
+    let primary = Oxidns::start(&format!(
+        ".:0 {{\n bind 127.0.0.1\n transfer {{\n  to 127.0.0.1 127.0.0.1:{our_port}\n }}\n\
+         file {} old.invalid {{\n  reload 1s\n }}\n file {} new.invalid {{\n  reload 1s\n }}\n\
+         file {} a.example\n}}\n",
+        old.display(),
+        new.display(),
+        member.display()
+    ));
+    let ours = Oxidns::start(&format!(
+        ".:{our_port} {{\n bind 127.0.0.1\n\
+         secondary old.invalid {{\n  transfer from {0}\n  catalog\n  directory {1}\n }}\n\
+         secondary new.invalid {{\n  transfer from {0}\n  catalog\n  directory {2}\n }}\n}}\n",
+        primary.addr(),
+        old_dir.0.display(),
+        new_dir.0.display()
+    ));
+    let logs = || log_of(&ours);
+    let serves = || member_www(ours.addr(), "a.example").is_ok_and(|t| t.contains("a.example"));
+    wait_until("served a.example", serves, logs);
+    assert!(old_dir.0.join("db.a.example").exists());
+
+    // Listed by the second catalog too: it stays with the first.
+    primary_dir.write(
+        "db.new",
+        &named_catalog("new.invalid", 2, "id1.zones PTR a.example.\n"),
+    );
+    wait_until(
+        "read the second catalog",
+        || serial_of(ours.addr(), "new.invalid") == Some(2),
+        logs,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(old_dir.0.join("db.a.example").exists(), "{}", logs());
+    assert!(!logs().contains("moved to catalog"), "{}", logs());
+
+    // The first hands it over (coo): it moves, file and all, same unique ID.
+    primary_dir.write(
+        "db.old",
+        &named_catalog(
+            "old.invalid",
+            2,
+            "id1.zones PTR a.example.\ncoo.id1.zones PTR new.invalid.\n",
+        ),
+    );
+    wait_until(
+        "moved a.example",
+        || logs().contains("member a.example. moved to catalog new.invalid."),
+        logs,
+    );
+    assert!(new_dir.0.join("db.a.example").exists(), "{}", logs());
+    assert!(!old_dir.0.join("db.a.example").exists());
+    assert!(serves());
+    // Served from the moved file: transferred once in all.
+    assert_eq!(
+        logs().matches("Transferred a.example. serial 1").count(),
+        1,
+        "{}",
+        logs()
+    );
+
+    // The first catalog dropping it now changes nothing.
+    primary_dir.write("db.old", &named_catalog("old.invalid", 3, ""));
+    wait_until(
+        "read the first catalog again",
+        || serial_of(ours.addr(), "old.invalid") == Some(3),
+        logs,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(serves(), "{}", logs());
+    assert!(new_dir.0.join("db.a.example").exists());
+    assert!(!logs().contains("removed member a.example."), "{}", logs());
+}
