@@ -38,7 +38,7 @@ fn primary_with(port: u16, require: &str, transfer: &str) -> (Oxidns, TempDir) {
     let path = dir.write("db.example.org", &zone());
     let server = Oxidns::start(&format!(
         "example.org:{port} {{\n bind 127.0.0.1\n tsig {{\n  secret {KEY} {SECRET}\n  require {require}\n }}\n \
-         transfer {{\n  {transfer}\n }}\n file {}\n}}\n",
+         transfer {{\n  {transfer}\n }}\n file {} {{\n  reload 1s\n }}\n}}\n",
         path.display()
     ));
     (server, dir)
@@ -209,7 +209,7 @@ fn knot_secondary_transfers_from_oxidns_with_tsig_and_gets_a_signed_notify() {
     let primary_port = free_fixed_port();
     let port = free_fixed_port();
     // Transfers only with the key; NOTIFY to Knot signed with it.
-    let (server, _dir) = primary_with(
+    let (server, dir) = primary_with(
         primary_port,
         "none",
         &format!("to 127.0.0.1:{port}\n  key {KEY}"),
@@ -255,6 +255,23 @@ fn knot_secondary_transfers_from_oxidns_with_tsig_and_gets_a_signed_notify() {
                 .contains("Sent NOTIFY for \"example.org.\" serial 7")
         },
         || format!("{}\n--- knot:\n{}", server.output().join("\n"), knot.log()),
+    );
+
+    // A new version: a signed NOTIFY, then Knot's signed IXFR, answered
+    // from the journal and signed, which Knot verifies.
+    let edited = zone()
+        .replace(" 7 3600 ", " 8 3600 ")
+        .replace("192.0.2.80", "192.0.2.81");
+    dir.write("db.example.org", &edited);
+    wait_for(
+        "the IXFR to serial 8",
+        || soa_serial(port) == Some(8),
+        || format!("{}\n--- knot:\n{}", server.output().join("\n"), knot.log()),
+    );
+    let log = server.output().join("\n");
+    assert!(
+        log.contains("Outgoing incremental transfer of 6 records of zone \"example.org.\""),
+        "{log}"
     );
 }
 
