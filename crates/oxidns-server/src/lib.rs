@@ -13,6 +13,7 @@ pub mod fallthrough;
 pub mod http;
 pub mod logging;
 pub mod plugin;
+pub mod rebinding;
 pub mod server;
 pub mod state;
 pub mod test_util;

@@ -245,3 +245,55 @@ fn ratelimit_exempts_queries_with_a_valid_server_cookie() {
     let (full, _) = flood(server.addr(), &query("example.org", Rtype::A), 20);
     assert!(full <= 4, "{full} answered");
 }
+
+/// An upstream that answers public and private addresses, and an oxidns
+/// forwarding to it with `rebinding_protection` in `forward` or `cache`.
+fn rebinding_pair(front_block: &str) -> (Oxidns, Oxidns) {
+    let upstream = Oxidns::start(
+        ".:0 {\n hosts {\n  192.168.1.1 evil.test\n  fd00::1 evil.test\n  192.0.2.1 good.test\n  10.0.0.5 nas.corp.test\n }\n}\n",
+    );
+    let front = Oxidns::start(&front_block.replace("UPSTREAM", &upstream.addr().to_string()));
+    (upstream, front)
+}
+
+fn assert_rebinding_blocked(front: &Oxidns) {
+    let rcode = |name: &str, qtype: Rtype| {
+        udp(front.addr(), &query_edns(name, qtype, edns(1232)))
+            .response
+            .rcode
+    };
+    assert_eq!(rcode("evil.test", Rtype::A), OptRcode::REFUSED);
+    assert_eq!(rcode("evil.test", Rtype::AAAA), OptRcode::REFUSED);
+    assert_eq!(rcode("good.test", Rtype::A), OptRcode::NOERROR);
+    let allowed = udp(front.addr(), &query("nas.corp.test", Rtype::A));
+    assert_eq!(allowed.response.answer.len(), 1);
+    // The refusal says why.
+    let refused = udp(front.addr(), &query_edns("evil.test", Rtype::A, edns(1232)));
+    let ede = &refused.edns.expect("an OPT record").options[0];
+    assert_eq!((ede.code, &ede.data[..2]), (15, &[0u8, 15][..]));
+}
+
+#[test]
+fn forward_rebinding_protection_refuses_private_answers_for_public_names() {
+    let (_upstream, front) =
+        rebinding_pair(".:0 {\n forward . UPSTREAM {\n  rebinding_protection corp.test\n }\n}\n");
+    assert_rebinding_blocked(&front);
+}
+
+#[test]
+fn cache_rebinding_protection_refuses_private_answers_for_public_names() {
+    let (_upstream, front) = rebinding_pair(
+        ".:0 {\n cache {\n  rebinding_protection corp.test\n }\n forward . UPSTREAM\n}\n",
+    );
+    assert_rebinding_blocked(&front);
+    // Asked again: still refused, not served from the cache.
+    let again = udp(front.addr(), &query("evil.test", Rtype::A));
+    assert_eq!(again.response.rcode, OptRcode::REFUSED);
+}
+
+#[test]
+fn without_rebinding_protection_private_answers_pass() {
+    let (_upstream, front) = rebinding_pair(".:0 {\n forward . UPSTREAM\n}\n");
+    let got = udp(front.addr(), &query("evil.test", Rtype::A));
+    assert_eq!(got.response.answer.len(), 1);
+}

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oxidns_server::duration::parse_go_duration;
+use oxidns_server::rebinding::{RebindingFilter, RebindingProtection};
 use oxidns_server::{ConfigError, Directive, PluginEntry, Setup, Token};
 
 pub use cache::{
@@ -53,8 +54,26 @@ pub const DEFAULT_PREFETCH_PERCENTAGE: u32 = 10;
 
 fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
     let settings = parse(setup)?;
+    let rebinding = rebinding_protection(setup.single()?)?;
     setup.add_handler(Arc::new(Cache::new(settings, Arc::new(SystemClock::new()))));
+    // Right after the cache in the chain: what the rest of the chain answers
+    // is checked before the cache stores it, so a refused answer is never
+    // stored, and hits need no check.
+    if let Some(protection) = rebinding {
+        setup.add_handler(RebindingFilter::new("cache", protection));
+    }
     Ok(())
+}
+
+/// The `rebinding_protection [ZONES...]` line, if there is one.
+fn rebinding_protection(directive: &Directive) -> Result<Option<RebindingProtection>, ConfigError> {
+    let mut found = None;
+    for line in &directive.block {
+        if line.name.text == "rebinding_protection" {
+            found = Some(RebindingProtection::parse(line)?);
+        }
+    }
+    Ok(found)
 }
 
 /// Reads `cache [TTL] [ZONES...] { … }`.
@@ -108,6 +127,10 @@ pub fn parse(setup: &Setup<'_>) -> Result<Settings, ConfigError> {
             "keepttl" => {
                 line.bare()?;
                 settings.keepttl = true;
+            }
+            // Read by `setup`: a filter after the cache, not a cache setting.
+            "rebinding_protection" => {
+                RebindingProtection::parse(line)?;
             }
             _ => return Err(directive.unknown_property(line)),
         }

@@ -1050,3 +1050,76 @@ fn metrics_have_coredns_names_and_labels() {
     let entries = recorded.get(&format!("coredns_cache_entries{{{typed}}}"));
     assert_eq!(f64::from_bits(entries), 1.0);
 }
+
+/// Answers every query with one A record and counts the queries.
+struct CountingAnswer {
+    address: Ipv4Addr,
+    queries: AtomicUsize,
+}
+
+impl Handler for CountingAnswer {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+
+    fn serve<'a>(&'a self, request: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let mut response = Response::new(Rcode::NOERROR);
+        response.answer.push(Record::new(
+            request.qname().clone(),
+            Class::IN,
+            Ttl::from_secs(300),
+            RecordData::A(A::new(self.address)),
+        ));
+        Box::pin(std::future::ready(Ok(response)))
+    }
+}
+
+async fn twice_through_rebinding_protection(qname: &str, address: Ipv4Addr) -> (Response, usize) {
+    let config = config(
+        ". {\n cache {\n  rebinding_protection corp.example\n }\n}",
+        &[PLUGIN],
+    )
+    .unwrap();
+    let upstream = Arc::new(CountingAnswer {
+        address,
+        queries: AtomicUsize::new(0),
+    });
+    let mut chain = config.blocks[0].chain.to_vec();
+    chain.push(upstream.clone());
+    let mut response = None;
+    for _ in 0..2 {
+        let mut req = request(qname, Rtype::A);
+        response = Some(serve_chain(&chain, &mut req).await.unwrap());
+    }
+    (response.unwrap(), upstream.queries.load(Ordering::Relaxed))
+}
+
+#[tokio::test]
+async fn rebinding_protection_refuses_private_answers_and_never_caches_them() {
+    let (response, queries) =
+        twice_through_rebinding_protection("evil.example", Ipv4Addr::new(192, 168, 0, 1)).await;
+    assert_eq!(response.header_rcode(), Rcode::REFUSED);
+    assert_eq!(queries, 2, "a refused answer is not cached");
+}
+
+#[tokio::test]
+async fn rebinding_protection_keeps_caching_public_and_allowed_answers() {
+    let (response, queries) =
+        twice_through_rebinding_protection("www.example", Ipv4Addr::new(192, 0, 2, 1)).await;
+    assert_eq!(response.answer.len(), 1);
+    assert_eq!(queries, 1);
+    let (response, queries) =
+        twice_through_rebinding_protection("nas.corp.example", Ipv4Addr::new(10, 0, 0, 5)).await;
+    assert_eq!(response.answer.len(), 1);
+    assert_eq!(queries, 1);
+}
+
+#[test]
+fn rebinding_protection_refuses_a_bad_zone_at_its_line() {
+    let error = config_error(
+        ". {\n cache {\n  rebinding_protection bad..name\n }\n}",
+        &[PLUGIN],
+    );
+    assert!(error.starts_with("Corefile:3:"), "{error}");
+}

@@ -9,6 +9,7 @@ use oxidns_net::{Protocol, TlsSettings, Upstream, UpstreamConfig, tls_client_con
 use oxidns_server::corefile::key::parse_key;
 use oxidns_server::duration::parse_go_duration;
 use oxidns_server::proto::{Name, lowercase, name_from_str};
+use oxidns_server::rebinding::RebindingProtection;
 use oxidns_server::{ConfigError, Directive, Setup};
 use tokio_util::sync::CancellationToken;
 
@@ -83,6 +84,7 @@ pub(crate) fn parse(setup: &Setup<'_>, directive: &Directive) -> Result<Forward,
     let mut next_rcodes = Vec::new();
     let mut failover_rcodes = Vec::new();
     let mut failfast = false;
+    let mut rebinding = None;
     for line in &directive.block {
         match line.name.text.as_str() {
             "except" => {
@@ -167,6 +169,7 @@ pub(crate) fn parse(setup: &Setup<'_>, directive: &Directive) -> Result<Forward,
             }
             "next" => next_rcodes = rcodes(line, true)?,
             "failover" => failover_rcodes = rcodes(line, false)?,
+            "rebinding_protection" => rebinding = Some(RebindingProtection::parse(line)?),
             _ => return Err(directive.unknown_property(line)),
         }
     }
@@ -242,6 +245,7 @@ pub(crate) fn parse(setup: &Setup<'_>, directive: &Directive) -> Result<Forward,
         failover_rcodes,
         max_connect_attempts,
         failfast,
+        rebinding,
         stop: CancellationToken::new(),
     })
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use oxidns_net::{ExchangeError, ExchangeOptions, OutgoingQuery, Protocol};
 use oxidns_server::plugin::HookFuture;
 use oxidns_server::proto::{Name, Rcode, Response, option_code};
+use oxidns_server::rebinding::RebindingProtection;
 use oxidns_server::{
     ConfigError, Handler, HandlerFuture, Lifecycle, Next, PluginEntry, PluginError, Request, Setup,
     Transport,
@@ -80,6 +81,8 @@ struct Forward {
     failover_rcodes: Vec<u16>,
     max_connect_attempts: u32,
     failfast: bool,
+    /// `rebinding_protection`: answers with internal addresses are refused.
+    rebinding: Option<RebindingProtection>,
     stop: CancellationToken,
 }
 
@@ -146,7 +149,10 @@ impl Handler for Forward {
             response
                 .edns_options
                 .retain(|o| o.code != option_code::PADDING);
-            Ok(response)
+            Ok(match &self.rebinding {
+                Some(rule) => rule.check("forward", &request.query.qname, response),
+                None => response,
+            })
         })
     }
 }

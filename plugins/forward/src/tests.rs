@@ -207,3 +207,19 @@ fn rcode_labels_are_go_s() {
     assert_eq!(rcode_text(3), "NXDOMAIN");
     assert_eq!(rcode_text(99), "99");
 }
+
+#[test]
+fn rebinding_protection_reads_its_allowed_zones() {
+    let config = config(
+        ". {\n forward . 127.0.0.1 {\n  rebinding_protection corp.example 10.0.0.0/8\n }\n}",
+        PLUGINS,
+    );
+    assert!(config.is_ok());
+    assert!(
+        config_error(
+            ". {\n forward . 127.0.0.1 {\n  rebinding_protection bad..name\n }\n}",
+            PLUGINS
+        )
+        .starts_with("Corefile:3:")
+    );
+}
