@@ -227,3 +227,10 @@ fn words_before_a_section_are_refused() {
         "Corefile:3: acl: unexpected token '10.0.0.0/8'; expect 'type | net'"
     );
 }
+
+#[tokio::test]
+async fn zones_match_without_regard_to_case() {
+    let corefile = "example.org {\n acl a.example.org {\n  block\n }\n}";
+    let (response, _) = serve_from(corefile, "X.A.Example.ORG", Rtype::A, "192.0.2.1").await;
+    assert_eq!(response.header_rcode(), Rcode::REFUSED);
+}
