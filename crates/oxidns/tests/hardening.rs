@@ -297,3 +297,127 @@ fn without_rebinding_protection_private_answers_pass() {
     let got = udp(front.addr(), &query("evil.test", Rtype::A));
     assert_eq!(got.response.answer.len(), 1);
 }
+
+/// RFC 9018's point: servers sharing a secret accept each other's cookies.
+const SHARED_SECRET: &str = "e5e973e5a6b2a43f48e7dc849e37bfcf";
+
+/// A peer daemon, stopped when dropped (also when an assertion fails).
+struct Peer {
+    child: std::process::Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+fn spawn_peer(program: &str, args: &[&str], port: u16, dir: TempDir) -> Peer {
+    let child = std::process::Command::new(program)
+        .args(args)
+        .current_dir(&dir.0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program}: {e}"));
+    Peer { child, port, dir }
+}
+
+/// named with `cookie-secret` set to [`SHARED_SECRET`] and
+/// `require-server-cookie`, and no zones: it refuses every query that has
+/// a valid server cookie, and answers BADCOOKIE to the others.
+fn named_with_cookie_secret() -> Peer {
+    let dir = TempDir::new("cookie-named");
+    let port = free_fixed_port();
+    let conf = format!(
+        "options {{\n directory \"{run}\";\n listen-on port {port} {{ 127.0.0.1; }};\n \
+         listen-on-v6 {{ none; }};\n recursion no;\n pid-file none;\n session-keyfile none;\n \
+         cookie-algorithm siphash24;\n cookie-secret \"{SHARED_SECRET}\";\n \
+         require-server-cookie yes;\n}};\ncontrols {{ }};\n",
+        run = dir.0.display()
+    );
+    let path = dir.write("named.conf", &conf);
+    let path = path.to_str().unwrap().to_owned();
+    spawn_peer("named", &["-g", "-n", "1", "-c", &path], port, dir)
+}
+
+/// knotd with `mod-cookies` and the same secret, and no zones (it answers
+/// BADCOOKIE without a valid server cookie, REFUSED with one).
+fn knotd_with_cookie_secret() -> Peer {
+    let dir = TempDir::new("cookie-knot");
+    let port = free_fixed_port();
+    let run = dir.0.display();
+    let conf = format!(
+        "server:\n    rundir: \"{run}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    \
+         tcp-workers: 1\n    background-workers: 1\n\
+         control:\n    listen: \"{run}/knot.sock\"\n\
+         database:\n    storage: \"{run}\"\n\
+         mod-cookies:\n  - id: shared\n    secret: 0x{SHARED_SECRET}\n\
+         template:\n  - id: default\n    global-module: mod-cookies/shared\n"
+    );
+    let path = dir.write("knot.conf", &conf);
+    let path = path.to_str().unwrap().to_owned();
+    spawn_peer("knotd", &["-c", &path], port, dir)
+}
+
+/// dig's answer from 127.0.0.1:`port`, retried while the server starts.
+fn dig_cookie(port: u16, cookie: &str, dir: &TempDir) -> (Option<String>, String) {
+    let port = port.to_string();
+    let cookie = format!("+cookie={cookie}");
+    let args = [
+        "@127.0.0.1",
+        "-p",
+        port.as_str(),
+        "+nobadcookie",
+        "+tries=1",
+        "+time=1",
+        cookie.as_str(),
+        "example.org",
+    ];
+    for _ in 0..50 {
+        let (out, _, _) = run("dig", &args, &dir.0);
+        let (cookie, status) = cookie_and_status(&out);
+        if !status.is_empty() {
+            return (cookie, status);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("no answer from 127.0.0.1:{port}");
+}
+
+/// The peer's server cookie is valid at oxidns, and oxidns's at the peer.
+fn cookies_are_accepted_both_ways(peer: &Peer) {
+    let oxidns = Oxidns::start(&format!(
+        ".:0 {{\n cookies {{\n  secret {SHARED_SECRET}\n  require\n }}\n whoami\n}}\n"
+    ));
+    let (from_peer, status) = dig_cookie(peer.port, "0123456789abcdef", &peer.dir);
+    assert_eq!(status, "BADCOOKIE", "the peer requires a server cookie");
+    let from_peer = from_peer.expect("the peer's cookie");
+    let (echoed, status) = dig_cookie(oxidns.port, &from_peer, &peer.dir);
+    assert_eq!(status, "NOERROR", "oxidns accepts the peer's cookie");
+    assert_eq!(echoed.as_deref(), Some(from_peer.as_str()));
+
+    let (from_oxidns, status) = dig_cookie(oxidns.port, "fedcba9876543210", &peer.dir);
+    assert_eq!(status, "BADCOOKIE");
+    let from_oxidns = from_oxidns.expect("oxidns's cookie");
+    let (_, status) = dig_cookie(peer.port, &from_oxidns, &peer.dir);
+    assert_eq!(status, "REFUSED", "the peer accepts oxidns's cookie");
+}
+
+#[test]
+fn server_cookies_of_named_and_oxidns_with_one_secret_are_accepted_by_each_other() {
+    if !require_tool("named") || !require_tool("dig") {
+        return;
+    }
+    cookies_are_accepted_both_ways(&named_with_cookie_secret());
+}
+
+#[test]
+fn server_cookies_of_knotd_and_oxidns_with_one_secret_are_accepted_by_each_other() {
+    if !require_tool("knotd") || !require_tool("dig") {
+        return;
+    }
+    cookies_are_accepted_both_ways(&knotd_with_cookie_secret());
+}
