@@ -414,16 +414,18 @@ impl Kubernetes {
                         services.push(format!("{service}.{namespace}.svc"));
                     }
                 }
-                crate::store::Owner::Endpoint {
-                    namespace,
-                    service,
-                    endpoint,
-                    ..
-                } => {
-                    if self.exposed(store, namespace).is_some() {
+                crate::store::Owner::Endpoint { namespace, slice } => {
+                    let Some(ns) = self.exposed(store, namespace) else {
+                        continue;
+                    };
+                    let Some(slice) = ns.slices.get(slice) else {
+                        continue;
+                    };
+                    for endpoint in slice.endpoints.iter().filter(|e| e.ip == ip) {
                         endpoints.push(format!(
-                            "{}.{service}.{namespace}.svc",
-                            label_of(endpoint, self.options.endpoint_pod_names)
+                            "{}.{}.{namespace}.svc",
+                            label_of(endpoint, self.options.endpoint_pod_names),
+                            slice.service
                         ));
                     }
                 }

@@ -82,7 +82,9 @@ pub(crate) struct Options {
 fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
     let directive = setup.single()?.clone();
     let options = parse(setup, &directive)?;
-    let shared = Arc::new(Shared::new(RwLock::new(Store::default())));
+    let mut store = Store::default();
+    store.keep_pod_names = options.endpoint_pod_names;
+    let shared = Arc::new(Shared::new(RwLock::new(store)));
     setup.add_handler(Arc::new(answer::Kubernetes {
         options: options.clone(),
         shared: shared.clone(),

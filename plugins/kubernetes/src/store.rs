@@ -151,12 +151,8 @@ pub(crate) enum Owner {
         namespace: Str,
         service: Str,
     },
-    Endpoint {
-        namespace: Str,
-        service: Str,
-        slice: Str,
-        endpoint: Endpoint,
-    },
+    /// An endpoint of this slice has the address (the slice holds the rest).
+    Endpoint { namespace: Str, slice: Str },
 }
 
 /// A Pod holding an address: its namespace, and a hash of its name that
@@ -170,6 +166,9 @@ pub(crate) struct PodRef {
 
 #[derive(Debug, Default)]
 pub(crate) struct Store {
+    /// Whether endpoints keep the name of their Pod (`endpoint_pod_names`):
+    /// one string per endpoint, not kept when nothing reads it.
+    pub keep_pod_names: bool,
     interned: HashSet<Str>,
     pub namespaces: HashMap<Str, Namespace>,
     pub reverse: HashMap<IpAddr, Vec<Owner>>,
@@ -177,6 +176,8 @@ pub(crate) struct Store {
     pub external_reverse: HashMap<IpAddr, Vec<(Str, Str)>>,
     /// Running pods by address (only filled with `pods verified`).
     pub pods: HashMap<IpAddr, Vec<PodRef>>,
+    /// Changes since the interned names were last swept.
+    changes: u32,
     /// Seconds since the epoch of the last change (the SOA serial).
     pub modified: u32,
 }
@@ -194,7 +195,19 @@ impl Store {
         value
     }
 
+    /// Forgets interned names nothing uses any more (slice names, ports,
+    /// host names of objects gone), so churn does not grow the set.
+    fn sweep_interned(&mut self) {
+        self.interned.retain(|name| Arc::strong_count(name) > 1);
+        self.interned.shrink_to_fit();
+        self.changes = 0;
+    }
+
     fn touch(&mut self) {
+        self.changes += 1;
+        if self.changes >= 4096 && self.changes as usize >= self.interned.len() {
+            self.sweep_interned();
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as u32)
@@ -394,6 +407,7 @@ impl Store {
         for (ns, name) in gone {
             self.delete_service(&ns, &name);
         }
+        self.sweep_interned();
     }
 
     // -------------------------------------------------------- endpoint slices
@@ -425,9 +439,11 @@ impl Store {
                     let pod = e
                         .target_ref
                         .as_ref()
+                        .filter(|_| self.keep_pod_names)
                         .filter(|r| r.kind.as_deref() == Some("Pod"))
                         .and_then(|r| r.name.as_deref())
-                        .map(|p| self.intern(p));
+                        // Pod names are unique: not worth interning.
+                        .map(|p| Str::from(p.to_ascii_lowercase()));
                     e.addresses
                         .iter()
                         .filter_map(|a| a.parse().ok())
@@ -465,9 +481,7 @@ impl Store {
                     e.ip,
                     Owner::Endpoint {
                         namespace: ns_key.clone(),
-                        service: slice.service.clone(),
                         slice: name.clone(),
-                        endpoint: e.clone(),
                     },
                 )
             })
@@ -499,7 +513,7 @@ impl Store {
         }
         let ips: Vec<IpAddr> = old.endpoints.iter().map(|e| e.ip).collect();
         self.unindex_ips(&ips, |o| {
-            matches!(o, Owner::Endpoint { namespace, slice, .. } if &**namespace == ns && &**slice == name)
+            matches!(o, Owner::Endpoint { namespace, slice } if &**namespace == ns && &**slice == name)
         });
         self.drop_if_empty(ns);
         self.touch();
@@ -515,6 +529,7 @@ impl Store {
         for (ns, name) in gone {
             self.delete_slice(&ns, &name);
         }
+        self.sweep_interned();
     }
 
     // ------------------------------------------------------------------ pods

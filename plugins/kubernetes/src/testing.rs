@@ -476,12 +476,28 @@ fn list(
     wanted: impl Fn(&Value) -> bool,
 ) -> Response<Body> {
     let inner = state.lock();
-    let items: Vec<Value> = inner
-        .objects
-        .iter()
-        .filter(|((k, _, _), _)| *k == kind)
-        .map(|(_, v)| v)
-        .filter(|v| wanted(v))
+    let offset: usize = params
+        .get("continue")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let limit: usize = params
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let matching = || {
+        inner
+            .objects
+            .range((kind, String::new(), String::new())..)
+            .take_while(|((k, _, _), _)| *k == kind)
+            .map(|(_, v)| v)
+            .filter(|v| wanted(v))
+    };
+    let total = matching().count();
+    // Only the page is copied: a large list is read in many pages.
+    let page: Vec<Value> = matching()
+        .skip(offset)
+        .take(limit)
         .map(|v| {
             // Items of a list carry no kind or apiVersion.
             let mut item = v.clone();
@@ -492,20 +508,10 @@ fn list(
             item
         })
         .collect();
-    let offset: usize = params
-        .get("continue")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let limit: usize = params
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .filter(|l| *l > 0)
-        .unwrap_or(usize::MAX);
-    let page: Vec<Value> = items.iter().skip(offset).take(limit).cloned().collect();
     let mut metadata = json!({ "resourceVersion": inner.rv.to_string() });
-    if offset.saturating_add(limit) < items.len() {
+    if offset.saturating_add(limit) < total {
         metadata["continue"] = json!((offset + limit).to_string());
-        metadata["remainingItemCount"] = json!(items.len() - offset - limit);
+        metadata["remainingItemCount"] = json!(total - offset - limit);
     }
     full(
         StatusCode::OK,
