@@ -15,6 +15,7 @@ use oxidns_proto::Name;
 use crate::corefile::key::{Scheme, ZoneKey, parse_key};
 use crate::corefile::{ConfigError, Directive, ServerBlock, Token};
 use crate::plugin::{Handler, Lifecycle, PluginEntry, Setup};
+use crate::server::LimitSettings;
 
 /// CoreDNS plugins that oxidns does not have yet: named in errors so the
 /// message says "not supported yet" rather than "unknown".
@@ -93,6 +94,8 @@ pub struct BlockSettings {
     pub reload: Option<(Duration, Duration)>,
     /// Opcodes besides QUERY that a plugin serves (`secondary`: NOTIFY).
     pub opcodes: Vec<oxidns_proto::Opcode>,
+    /// Limits for this block's listeners (`timeouts`, `limits`).
+    pub limits: LimitSettings,
     pub(crate) handlers: Vec<Arc<dyn Handler>>,
     pub(crate) lifecycles: Vec<(&'static str, Arc<dyn Lifecycle>)>,
     /// Values plugins of this block share, one per type (see [`Setup::shared`]).
@@ -128,6 +131,8 @@ pub struct Block {
     pub plugins: Vec<&'static str>,
     /// Opcodes besides QUERY that a plugin of this block serves.
     pub opcodes: Vec<oxidns_proto::Opcode>,
+    /// Limits for this block's listeners (`timeouts`, `limits`).
+    pub limits: LimitSettings,
     pub chain: Arc<[Arc<dyn Handler>]>,
     pub lifecycles: Vec<(&'static str, Arc<dyn Lifecycle>)>,
 }
@@ -149,6 +154,8 @@ impl Default for Options {
 pub struct ListenerSpec {
     pub addr: SocketAddr,
     pub router: Arc<ZoneRouter>,
+    /// The tightest limits of the blocks served here.
+    pub limits: LimitSettings,
 }
 
 /// A checked configuration.
@@ -289,6 +296,7 @@ fn build_block(
         debug: false,
         reload: None,
         opcodes: Vec::new(),
+        limits: LimitSettings::default(),
         handlers: Vec::new(),
         lifecycles: Vec::new(),
         shared: Vec::new(),
@@ -325,6 +333,7 @@ fn build_block(
         reload: settings.reload,
         plugins: enabled,
         opcodes: settings.opcodes,
+        limits: settings.limits,
         chain: settings.handlers.into(),
         lifecycles: settings.lifecycles,
     })
@@ -341,7 +350,7 @@ fn unknown_directive(name: &Token) -> ConfigError {
 /// One listener per address and port; refuses a zone served twice on the same socket.
 fn group_listeners(blocks: &[Arc<Block>]) -> Result<Vec<ListenerSpec>, Vec<ConfigError>> {
     let mut errors = Vec::new();
-    let mut routes: Vec<(SocketAddr, ZoneTable)> = Vec::new();
+    let mut routes: Vec<(SocketAddr, ZoneTable, LimitSettings)> = Vec::new();
     // Where each (zone, port) is served so far: the address (None: every address) and key.
     type Served = Vec<(Option<IpAddr>, Token)>;
     let mut seen: HashMap<(Name, u16), Served> = HashMap::new();
@@ -374,16 +383,16 @@ fn group_listeners(blocks: &[Arc<Block>]) -> Result<Vec<ListenerSpec>, Vec<Confi
                         addr.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
                         key.port,
                     );
-                    let index = match routes.iter().position(|(a, _)| *a == socket) {
+                    let index = match routes.iter().position(|(a, ..)| *a == socket) {
                         Some(i) => i,
                         None => {
-                            routes.push((socket, HashMap::new()));
+                            routes.push((socket, HashMap::new(), LimitSettings::default()));
                             routes.len() - 1
                         }
                     };
-                    routes[index]
-                        .1
-                        .insert(zone.as_slice().into(), (zone.clone(), block.clone()));
+                    let (_, zones, limits) = &mut routes[index];
+                    zones.insert(zone.as_slice().into(), (zone.clone(), block.clone()));
+                    limits.tighten(&block.limits);
                 }
                 earlier.extend(addrs.iter().map(|a| (*a, key.token.clone())));
             }
@@ -394,9 +403,10 @@ fn group_listeners(blocks: &[Arc<Block>]) -> Result<Vec<ListenerSpec>, Vec<Confi
     }
     Ok(routes
         .into_iter()
-        .map(|(addr, zones)| ListenerSpec {
+        .map(|(addr, zones, limits)| ListenerSpec {
             addr,
             router: Arc::new(ZoneRouter { zones }),
+            limits,
         })
         .collect())
 }

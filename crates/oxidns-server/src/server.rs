@@ -32,7 +32,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Block, Config, ZoneRouter};
+use crate::config::{Block, Config, ListenerSpec, ZoneRouter};
 use crate::plugin::{FollowUps, Next, Request, Transport};
 use crate::udp::{ReceiveBatch, SendBatch};
 
@@ -41,8 +41,11 @@ use crate::udp::{ReceiveBatch, SendBatch};
 pub struct Limits {
     /// UDP queries being answered at once; more are dropped.
     pub max_udp_in_flight: usize,
-    /// Open TCP connections; more are closed at once.
+    /// Open TCP connections per listener; more are closed at once.
     pub max_tcp_connections: usize,
+    /// Open TCP connections from one client address per listener, so that
+    /// one client stalling connections cannot take them all.
+    pub max_tcp_connections_per_client: usize,
     /// Queries in flight on one TCP connection; reading pauses beyond it.
     pub max_tcp_in_flight: usize,
     /// A TCP connection with no new query for this long is closed.
@@ -64,12 +67,123 @@ impl Default for Limits {
         Limits {
             max_udp_in_flight: 10_000,
             max_tcp_connections: 1_000,
+            max_tcp_connections_per_client: 100,
             max_tcp_in_flight: 64,
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_read_timeout: Duration::from_secs(5),
             tcp_write_timeout: Duration::from_secs(10),
             udp_sockets: 1,
         }
+    }
+}
+
+/// Limits a server block sets for its listeners (`timeouts`, `limits`);
+/// what is unset keeps the server's default. Where blocks share a listener,
+/// the tightest value wins.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LimitSettings {
+    pub max_udp_in_flight: Option<usize>,
+    pub max_tcp_connections: Option<usize>,
+    pub max_tcp_connections_per_client: Option<usize>,
+    pub max_tcp_in_flight: Option<usize>,
+    pub tcp_idle_timeout: Option<Duration>,
+    pub tcp_read_timeout: Option<Duration>,
+    pub tcp_write_timeout: Option<Duration>,
+}
+
+impl LimitSettings {
+    /// Takes the smaller of each pair of values set.
+    pub fn tighten(&mut self, other: &LimitSettings) {
+        fn min<T: Ord + Copy>(mine: &mut Option<T>, theirs: Option<T>) {
+            *mine = match (*mine, theirs) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        min(&mut self.max_udp_in_flight, other.max_udp_in_flight);
+        min(&mut self.max_tcp_connections, other.max_tcp_connections);
+        min(
+            &mut self.max_tcp_connections_per_client,
+            other.max_tcp_connections_per_client,
+        );
+        min(&mut self.max_tcp_in_flight, other.max_tcp_in_flight);
+        min(&mut self.tcp_idle_timeout, other.tcp_idle_timeout);
+        min(&mut self.tcp_read_timeout, other.tcp_read_timeout);
+        min(&mut self.tcp_write_timeout, other.tcp_write_timeout);
+    }
+}
+
+impl Limits {
+    /// These limits with a block's settings applied.
+    pub fn with(&self, settings: &LimitSettings) -> Limits {
+        Limits {
+            max_udp_in_flight: settings.max_udp_in_flight.unwrap_or(self.max_udp_in_flight),
+            max_tcp_connections: settings
+                .max_tcp_connections
+                .unwrap_or(self.max_tcp_connections),
+            max_tcp_connections_per_client: settings
+                .max_tcp_connections_per_client
+                .unwrap_or(self.max_tcp_connections_per_client),
+            max_tcp_in_flight: settings.max_tcp_in_flight.unwrap_or(self.max_tcp_in_flight),
+            tcp_idle_timeout: settings.tcp_idle_timeout.unwrap_or(self.tcp_idle_timeout),
+            tcp_read_timeout: settings.tcp_read_timeout.unwrap_or(self.tcp_read_timeout),
+            tcp_write_timeout: settings.tcp_write_timeout.unwrap_or(self.tcp_write_timeout),
+            udp_sockets: self.udp_sockets,
+        }
+    }
+}
+
+/// Which limit a query or connection ran into, for `oxidns_limit_reached_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitReached {
+    UdpInFlight,
+    TcpConnections,
+    TcpConnectionsPerClient,
+    TcpIdleTimeout,
+    TcpReadTimeout,
+    TcpWriteTimeout,
+}
+
+impl LimitReached {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitReached::UdpInFlight => "udp_in_flight",
+            LimitReached::TcpConnections => "tcp_connections",
+            LimitReached::TcpConnectionsPerClient => "tcp_connections_per_client",
+            LimitReached::TcpIdleTimeout => "tcp_idle_timeout",
+            LimitReached::TcpReadTimeout => "tcp_read_timeout",
+            LimitReached::TcpWriteTimeout => "tcp_write_timeout",
+        }
+    }
+}
+
+/// Open TCP connections of one listener, in all and by client address.
+#[derive(Default)]
+struct TcpConnections {
+    by_client: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+}
+
+/// One open TCP connection, counted until dropped.
+struct TcpSlot {
+    listener: Arc<Listener>,
+    client: IpAddr,
+}
+
+impl Drop for TcpSlot {
+    fn drop(&mut self) {
+        let mut by_client = self
+            .listener
+            .tcp
+            .by_client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = by_client.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                by_client.remove(&self.client);
+            }
+        }
+        self.listener.tcp_total.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -81,10 +195,14 @@ pub struct Listener {
     pub label: Arc<str>,
     /// Swapped whole when the configuration is reloaded.
     pub router: ArcSwap<ZoneRouter>,
+    /// This listener's limits, swapped with the router on reload.
+    pub limits: ArcSwap<Limits>,
+    tcp: TcpConnections,
+    tcp_total: AtomicUsize,
 }
 
 impl Listener {
-    fn new(local: SocketAddr, router: Arc<ZoneRouter>) -> Listener {
+    fn new(local: SocketAddr, router: Arc<ZoneRouter>, limits: Limits) -> Listener {
         let label = if local.ip().is_unspecified() {
             format!("dns://:{}", local.port())
         } else {
@@ -94,7 +212,38 @@ impl Listener {
             local,
             label: label.into(),
             router: ArcSwap::new(router),
+            limits: ArcSwap::from_pointee(limits),
+            tcp: TcpConnections::default(),
+            tcp_total: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts `limit` as reached on this listener.
+    fn reached(&self, limit: LimitReached) {
+        metrics::counter!("oxidns_limit_reached_total", "server" => self.label.clone(), "limit" => limit.as_str())
+            .increment(1);
+    }
+
+    /// Takes a TCP connection slot for `client`, or says which limit is full.
+    fn open_tcp(
+        self: &Arc<Self>,
+        client: IpAddr,
+        limits: &Limits,
+    ) -> Result<TcpSlot, LimitReached> {
+        let mut by_client = self.tcp.by_client.lock().unwrap_or_else(|e| e.into_inner());
+        if self.tcp_total.load(Ordering::Relaxed) >= limits.max_tcp_connections {
+            return Err(LimitReached::TcpConnections);
+        }
+        let count = by_client.entry(client).or_insert(0);
+        if *count >= limits.max_tcp_connections_per_client {
+            return Err(LimitReached::TcpConnectionsPerClient);
+        }
+        *count += 1;
+        self.tcp_total.fetch_add(1, Ordering::Relaxed);
+        Ok(TcpSlot {
+            listener: self.clone(),
+            client,
+        })
     }
 
     /// A listener for `config.listeners[index]` that opens no socket, for
@@ -102,7 +251,11 @@ impl Listener {
     /// configured address (port 0 stays 0). Panics if `index` is out of range.
     pub fn for_config(config: &Config, index: usize) -> Listener {
         let spec = &config.listeners[index];
-        Listener::new(spec.addr, spec.router.clone())
+        Listener::new(
+            spec.addr,
+            spec.router.clone(),
+            Limits::default().with(&spec.limits),
+        )
     }
 }
 
@@ -220,8 +373,8 @@ pub struct Server {
     listeners: Vec<RunningListener>,
     cancel: CancellationToken,
     tracker: TaskTracker,
-    limits: Arc<Limits>,
-    tcp_connections: Arc<Semaphore>,
+    /// The defaults, before each block's `timeouts` and `limits`.
+    limits: Limits,
     config: Arc<Config>,
 }
 
@@ -254,8 +407,7 @@ impl Server {
         let mut server = Server {
             listeners: Vec::new(),
             tracker: TaskTracker::new(),
-            tcp_connections: Arc::new(Semaphore::new(limits.max_tcp_connections)),
-            limits: Arc::new(limits),
+            limits,
             cancel,
             config: Arc::new(Config {
                 blocks: Vec::new(),
@@ -263,7 +415,7 @@ impl Server {
             }),
         };
         for spec in &config.listeners {
-            match server.open(spec.addr, spec.router.clone()) {
+            match server.open(spec) {
                 Ok(running) => server.listeners.push(running),
                 Err(e) => {
                     server.cancel.cancel();
@@ -278,15 +430,18 @@ impl Server {
         Ok(server)
     }
 
-    fn open(&self, addr: SocketAddr, router: Arc<ZoneRouter>) -> io::Result<RunningListener> {
-        let (udp, tcp) = bind_pair(addr, self.limits.udp_sockets.max(1))?;
-        let listener = Arc::new(Listener::new(udp[0].local_addr()?, router));
+    fn open(&self, spec: &ListenerSpec) -> io::Result<RunningListener> {
+        let (udp, tcp) = bind_pair(spec.addr, self.limits.udp_sockets.max(1))?;
+        let listener = Arc::new(Listener::new(
+            udp[0].local_addr()?,
+            spec.router.clone(),
+            self.limits.with(&spec.limits),
+        ));
         let stop = self.cancel.child_token();
         for socket in udp {
             self.tracker.spawn(serve_udp(
                 Arc::new(socket),
                 listener.clone(),
-                self.limits.clone(),
                 stop.clone(),
                 self.tracker.clone(),
             ));
@@ -294,13 +449,11 @@ impl Server {
         self.tracker.spawn(serve_tcp(
             tcp,
             listener.clone(),
-            self.limits.clone(),
-            self.tcp_connections.clone(),
             stop.clone(),
             self.tracker.clone(),
         ));
         Ok(RunningListener {
-            configured: addr,
+            configured: spec.addr,
             listener,
             stop,
         })
@@ -329,7 +482,7 @@ impl Server {
             if self.listeners.iter().any(|l| l.configured == spec.addr) {
                 continue;
             }
-            match self.open(spec.addr, spec.router.clone()) {
+            match self.open(spec) {
                 Ok(running) => opened.push(running),
                 Err(e) => {
                     for running in opened {
@@ -349,6 +502,10 @@ impl Server {
             {
                 Some(spec) => {
                     running.listener.router.store(spec.router.clone());
+                    running
+                        .listener
+                        .limits
+                        .store(Arc::new(self.limits.with(&spec.limits)));
                     kept.push(running);
                 }
                 None => running.stop.cancel(),
@@ -532,7 +689,6 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 async fn serve_udp(
     socket: Arc<UdpSocket>,
     listener: Arc<Listener>,
-    limits: Arc<Limits>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -569,7 +725,8 @@ async fn serve_udp(
                 }
                 continue;
             }
-            if in_flight.load(Ordering::Relaxed) >= limits.max_udp_in_flight {
+            if in_flight.load(Ordering::Relaxed) >= listener.limits.load().max_udp_in_flight {
+                listener.reached(LimitReached::UdpInFlight);
                 continue;
             }
             in_flight.fetch_add(1, Ordering::Relaxed);
@@ -601,8 +758,6 @@ async fn send_udp(socket: &UdpSocket, response: &[u8], client: SocketAddr) {
 async fn serve_tcp(
     socket: TcpListener,
     listener: Arc<Listener>,
-    limits: Arc<Limits>,
-    connections: Arc<Semaphore>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -619,17 +774,21 @@ async fn serve_tcp(
                 }
             },
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::debug!("tcp connection from {client} refused: too many connections");
-            continue;
+        let limits = listener.limits.load_full();
+        let slot = match listener.open_tcp(client.ip(), &limits) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                tracing::debug!("tcp connection from {client} refused: {}", limit.as_str());
+                listener.reached(limit);
+                continue;
+            }
         };
         let listener = listener.clone();
-        let limits = limits.clone();
         let cancel = cancel.clone();
         let inner_tracker = tracker.clone();
         tracker.spawn(async move {
             serve_tcp_connection(stream, client, listener, limits, cancel, inner_tracker).await;
-            drop(permit);
+            drop(slot);
         });
     }
 }
@@ -646,6 +805,7 @@ async fn serve_tcp_connection(
     let (mut reader, mut writer) = stream.into_split();
     let (responses, mut outbox) = mpsc::channel::<Answer>(limits.max_tcp_in_flight);
     let write_timeout = limits.tcp_write_timeout;
+    let writer_listener = listener.clone();
     let writer_task = tracker.spawn(async move {
         let mut frame = Vec::with_capacity(512);
         while let Some(answer) = outbox.recv().await {
@@ -659,7 +819,11 @@ async fn serve_tcp_connection(
                 frame.extend_from_slice(&response);
                 match tokio::time::timeout(write_timeout, writer.write_all(&frame)).await {
                     Ok(Ok(())) => {}
-                    _ => return,
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        writer_listener.reached(LimitReached::TcpWriteTimeout);
+                        return;
+                    }
                 }
                 next = match follow_ups.as_mut() {
                     None => None,
@@ -679,14 +843,23 @@ async fn serve_tcp_connection(
             _ = cancel.cancelled() => break,
             read = tokio::time::timeout(limits.tcp_idle_timeout, reader.read_exact(&mut prefix)) => read,
         };
-        if !matches!(read, Ok(Ok(_))) {
-            break;
+        match read {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                listener.reached(LimitReached::TcpIdleTimeout);
+                break;
+            }
         }
         let len = usize::from(u16::from_be_bytes(prefix));
         let mut message = vec![0u8; len];
         match tokio::time::timeout(limits.tcp_read_timeout, reader.read_exact(&mut message)).await {
             Ok(Ok(_)) => {}
-            _ => break,
+            Ok(Err(_)) => break,
+            Err(_) => {
+                listener.reached(LimitReached::TcpReadTimeout);
+                break;
+            }
         }
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
@@ -908,6 +1081,7 @@ mod tests {
             reload: None,
             plugins: vec![],
             opcodes: vec![],
+            limits: LimitSettings::default(),
             chain: vec![Arc::new(PassOn) as Arc<dyn Handler>].into(),
             lifecycles: vec![],
         };
@@ -1040,6 +1214,59 @@ mod tests {
             "server closed the stalled connection"
         );
         server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn one_client_cannot_take_every_tcp_connection() {
+        let limits = Limits {
+            max_tcp_connections_per_client: 2,
+            ..Limits::default()
+        };
+        let server = start(".:0 {\n slow 0\n}", limits).await;
+        let from = |ip: &str| {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+            socket.connect(v4(&server))
+        };
+        let _a = from("127.0.0.1").await.unwrap();
+        let _b = from("127.0.0.1").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut third = from("127.0.0.1").await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(3), third.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "third connection closed"
+        );
+        // Another client still gets in and is answered.
+        let mut other = from("127.0.0.2").await.unwrap();
+        let query = message(7);
+        let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&query);
+        other.write_all(&framed).await.unwrap();
+        let mut len = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(3), other.read_exact(&mut len))
+            .await
+            .expect("answered in time")
+            .unwrap();
+        server.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[test]
+    fn the_tightest_limit_of_blocks_sharing_a_listener_wins() {
+        let mut shared = LimitSettings {
+            tcp_idle_timeout: Some(Duration::from_secs(30)),
+            ..LimitSettings::default()
+        };
+        shared.tighten(&LimitSettings {
+            tcp_idle_timeout: Some(Duration::from_secs(5)),
+            max_tcp_connections: Some(10),
+            ..LimitSettings::default()
+        });
+        let limits = Limits::default().with(&shared);
+        assert_eq!(limits.tcp_idle_timeout, Duration::from_secs(5));
+        assert_eq!(limits.max_tcp_connections, 10);
+        assert_eq!(limits.tcp_read_timeout, Limits::default().tcp_read_timeout);
     }
 
     #[tokio::test]

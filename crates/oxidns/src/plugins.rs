@@ -9,6 +9,8 @@ use oxidns_server::PluginEntry;
 
 pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_root::PLUGIN,
+    oxidns_plugin_timeouts::PLUGIN,
+    oxidns_plugin_limits::PLUGIN,
     oxidns_plugin_reload::PLUGIN,
     oxidns_plugin_nsid::PLUGIN,
     oxidns_plugin_bufsize::PLUGIN,

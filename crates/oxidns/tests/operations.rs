@@ -3,35 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A plain HTTP GET; `None` if nothing listens.
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
-
-/// Sums a metric's samples whose label set contains every `labels` pair.
-fn sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| labels.iter().all(|pair| l.contains(pair)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 #[test]
 fn metrics_after_traffic_add_up_by_rcode() {
@@ -53,12 +28,12 @@ fn metrics_after_traffic_add_up_by_rcode() {
         udp(server.addr(), &query("example.net", Rtype::TXT));
     }
     let metrics = http_get(([127, 0, 0, 1], port).into(), "/metrics").expect("metrics served");
-    let requests = sum(&metrics, "coredns_dns_requests_total", &[]);
-    let responses = sum(&metrics, "coredns_dns_responses_total", &[]);
+    let requests = metric_sum(&metrics, "coredns_dns_requests_total", &[]);
+    let responses = metric_sum(&metrics, "coredns_dns_responses_total", &[]);
     assert_eq!(requests, 10.0, "{metrics}");
     assert_eq!(responses, requests, "every request has a response");
     assert_eq!(
-        sum(
+        metric_sum(
             &metrics,
             "coredns_dns_responses_total",
             &["rcode=\"NOERROR\""]
@@ -66,7 +41,7 @@ fn metrics_after_traffic_add_up_by_rcode() {
         7.0
     );
     assert_eq!(
-        sum(
+        metric_sum(
             &metrics,
             "coredns_dns_responses_total",
             &["rcode=\"SERVFAIL\""]
@@ -74,7 +49,7 @@ fn metrics_after_traffic_add_up_by_rcode() {
         3.0
     );
     assert_eq!(
-        sum(
+        metric_sum(
             &metrics,
             "coredns_dns_requests_total",
             &["proto=\"tcp\"", "type=\"AAAA\""]
@@ -82,7 +57,7 @@ fn metrics_after_traffic_add_up_by_rcode() {
         2.0
     );
     assert_eq!(
-        sum(
+        metric_sum(
             &metrics,
             "coredns_dns_requests_total",
             &["zone=\"example.net.\"", "type=\"TXT\""]
@@ -90,11 +65,11 @@ fn metrics_after_traffic_add_up_by_rcode() {
         3.0
     );
     assert_eq!(
-        sum(&metrics, "coredns_dns_request_duration_seconds_count", &[]),
+        metric_sum(&metrics, "coredns_dns_request_duration_seconds_count", &[]),
         10.0
     );
     assert_eq!(
-        sum(
+        metric_sum(
             &metrics,
             "coredns_plugin_enabled",
             &["zone=\"example.org.\"", "name=\"whoami\""]
@@ -170,7 +145,7 @@ fn health_probes_itself_into_the_metrics() {
     loop {
         let metrics =
             http_get(([127, 0, 0, 1], metrics_port).into(), "/metrics").unwrap_or_default();
-        if sum(
+        if metric_sum(
             &metrics,
             "coredns_health_request_duration_seconds_count",
             &[],
