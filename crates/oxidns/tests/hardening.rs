@@ -421,3 +421,55 @@ fn server_cookies_of_knotd_and_oxidns_with_one_secret_are_accepted_by_each_other
     }
     cookies_are_accepted_both_ways(&knotd_with_cookie_secret());
 }
+
+#[test]
+fn acl_ratelimit_and_cookie_metrics_are_exported_with_coredns_labels() {
+    let port = free_fixed_port();
+    let server = Oxidns::start(&format!(
+        ".:0 {{\n prometheus 127.0.0.1:{port}\n ratelimit 1 {{\n  slip 1\n }}\n cookies\n \
+         acl example.org {{\n  block type MX\n  filter type TXT\n  drop type SRV\n }}\n whoami\n}}\n"
+    ));
+    let addr = server.addr();
+    assert_eq!(
+        udp(addr, &query("example.org", Rtype::MX)).response.rcode,
+        OptRcode::REFUSED
+    );
+    // TCP from here on: not rate limited.
+    tcp(addr, &query("example.org", Rtype::TXT));
+    tcp(addr, &query("example.org", Rtype::A));
+    let mut stream = tcp_connect(addr);
+    stream.set_read_timeout(Some(SILENCE)).unwrap();
+    tcp_send(&mut stream, &query("example.org", Rtype::SRV));
+    assert_eq!(tcp_receive(&mut stream), None);
+    // Over UDP beyond one a second: slipped.
+    let (_, truncated) = flood(addr, &query("example.org", Rtype::A), 5);
+    assert!(truncated > 0);
+    let mut with_cookie = edns(1232);
+    with_cookie.options.push(EdnsOption {
+        code: 10,
+        data: b"clientck".to_vec().into(),
+    });
+    tcp(addr, &query_edns("example.org", Rtype::A, with_cookie));
+
+    let metrics = http_get(([127, 0, 0, 1], port).into(), "/metrics").expect("metrics served");
+    let zone = "zone=\"example.org.\"";
+    for (name, labels) in [
+        (
+            "coredns_acl_blocked_requests_total",
+            vec![zone, "view=\"\""],
+        ),
+        ("coredns_acl_filtered_requests_total", vec![zone]),
+        ("coredns_acl_dropped_requests_total", vec![zone]),
+        ("coredns_acl_allowed_requests_total", vec!["view=\"\""]),
+        ("coredns_ratelimit_slipped_responses_total", vec![]),
+        (
+            "coredns_cookies_requests_total",
+            vec!["cookie=\"client_only\""],
+        ),
+    ] {
+        assert!(
+            metric_sum(&metrics, name, &labels) >= 1.0,
+            "{name}: {metrics}"
+        );
+    }
+}
