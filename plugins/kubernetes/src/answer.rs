@@ -41,9 +41,15 @@ impl Handler for Kubernetes {
     }
 }
 
+/// Whether the zone is under in-addr.arpa or ip6.arpa (looked at per query: no copies).
 fn is_reverse(zone: &Name) -> bool {
-    let text = zone.to_string().to_ascii_lowercase();
-    text.ends_with("in-addr.arpa") || text.ends_with("ip6.arpa")
+    let mut labels = zone.iter().rev().filter(|l| !l.is_root());
+    let (Some(top), Some(second)) = (labels.next(), labels.next()) else {
+        return false;
+    };
+    top.as_slice().eq_ignore_ascii_case(b"arpa")
+        && (second.as_slice().eq_ignore_ascii_case(b"in-addr")
+            || second.as_slice().eq_ignore_ascii_case(b"ip6"))
 }
 
 impl Kubernetes {
@@ -139,12 +145,14 @@ impl Kubernetes {
         local: IpAddr,
     ) -> Found {
         let depth = qname.label_count() - zone.label_count();
-        let labels: Vec<String> = qname
-            .iter()
-            .take(depth)
-            .map(|l| l.to_string().to_ascii_lowercase())
-            .collect();
-        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        // The name is in lower case already; its labels as text, without copies.
+        let mut labels: Vec<&str> = Vec::with_capacity(depth);
+        for label in qname.iter().take(depth) {
+            match std::str::from_utf8(label.as_slice()) {
+                Ok(text) => labels.push(text),
+                Err(_) => return Found::NxDomain,
+            }
+        }
         let addresses = |ips: &mut dyn Iterator<Item = IpAddr>| -> Found {
             let records: Vec<Record> = ips
                 .filter(|ip| {
@@ -262,8 +270,9 @@ impl Kubernetes {
         };
         let service_name =
             || name_from_str(&format!("{name}.{ns}.svc.{zone}")).unwrap_or(qname.clone());
-        // (target name, address, port) per CoreDNS service entry.
-        let mut entries: Vec<(Name, IpAddr, Option<u16>)> = Vec::new();
+        // (endpoint, address, port) per CoreDNS service entry; no endpoint
+        // for the service itself. Names are made only for SRV targets.
+        let mut entries: Vec<(Option<&Endpoint>, IpAddr, Option<u16>)> = Vec::new();
         match &service.kind {
             ServiceKind::ExternalName(target) => {
                 if !endpoint.is_empty() {
@@ -308,32 +317,33 @@ impl Kubernetes {
                 if endpoint.is_empty() {
                     for p in service.ports.iter().filter(|p| port_matches(p)) {
                         for ip in ips {
-                            entries.push((service_name(), *ip, p.port));
+                            entries.push((None, *ip, p.port));
                         }
                     }
                 }
             }
         }
         if matches!(service.kind, ServiceKind::Headless) || !endpoint.is_empty() {
-            let base = service_name();
+            let mut placeholder = None;
             for slice in namespace.slices_of(name) {
-                let placeholder = [Port {
-                    name: Arc::from(""),
-                    protocol: crate::store::Protocol::Tcp,
-                    port: None,
-                }];
                 let ports: &[Port] = if slice.ports.is_empty() {
-                    &placeholder
+                    placeholder.get_or_insert_with(|| {
+                        [Port {
+                            name: Arc::from(""),
+                            protocol: crate::store::Protocol::Tcp,
+                            port: None,
+                        }]
+                    })
                 } else {
                     &slice.ports
                 };
                 for e in &slice.endpoints {
-                    let label = e.label(self.options.endpoint_pod_names);
-                    if !endpoint.is_empty() && label != endpoint {
+                    if !endpoint.is_empty() && e.label(self.options.endpoint_pod_names) != endpoint
+                    {
                         continue;
                     }
                     for p in ports.iter().filter(|p| port_matches(p)) {
-                        entries.push((endpoint_name(&label, &base), e.ip, p.port));
+                        entries.push((Some(e), e.ip, p.port));
                     }
                 }
             }
@@ -373,7 +383,16 @@ impl Kubernetes {
                 let mut extra = Vec::new();
                 let mut seen_srv: Vec<(Name, u16)> = Vec::new();
                 let mut seen_addr: Vec<(Name, IpAddr)> = Vec::new();
-                for (target, ip, port) in &entries {
+                let base = service_name();
+                let named = entries.iter().map(|(e, ip, port)| {
+                    let target = match e {
+                        None => base.clone(),
+                        Some(e) => endpoint_name(&e.label(self.options.endpoint_pod_names), &base),
+                    };
+                    (target, ip, port)
+                });
+                for (target, ip, port) in named {
+                    let target = &target;
                     let Some(port) = port else { continue };
                     if !seen_srv.iter().any(|(t, p)| t == target && p == port) {
                         seen_srv.push((target.clone(), *port));

@@ -152,7 +152,10 @@ pub(crate) enum Owner {
         service: Str,
     },
     /// An endpoint of this slice has the address (the slice holds the rest).
-    Endpoint { namespace: Str, slice: Str },
+    Endpoint {
+        namespace: Str,
+        slice: Str,
+    },
 }
 
 /// A Pod holding an address: its namespace, and a hash of its name that
