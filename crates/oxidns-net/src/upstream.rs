@@ -376,15 +376,22 @@ impl Upstream {
         let start = Instant::now();
         let deadline = tokio::time::Instant::from_std(start + timeout);
         socket.send(&wire).await?;
-        let mut buf = vec![0u8; 65535];
         for _ in 0..MAX_IGNORED {
-            let received = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await;
-            let (len, from) = match received {
-                Err(_) => {
-                    self.inner.rtt.timed_out();
-                    return Err(ExchangeError::Timeout);
-                }
-                Ok(result) => result?,
+            // The buffer is taken only once a datagram is there: a query that
+            // waits holds no 64 KiB of it (a flood of queries to a silent
+            // upstream must not grow the server by that much per query).
+            if tokio::time::timeout_at(deadline, socket.readable())
+                .await
+                .is_err()
+            {
+                self.inner.rtt.timed_out();
+                return Err(ExchangeError::Timeout);
+            }
+            let mut buf = Vec::with_capacity(65535);
+            let (len, from) = match socket.try_recv_buf_from(&mut buf) {
+                Ok(received) => received,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e.into()),
             };
             if !same_endpoint(from, addr) {
                 continue;
