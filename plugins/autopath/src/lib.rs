@@ -212,7 +212,13 @@ impl Handler for AutoPath {
                     continue;
                 };
                 let mut attempt = with_qname(request, candidate);
-                let mut response = next.serve(&mut attempt).await?;
+                let mut response = match next.serve(&mut attempt).await {
+                    Ok(response) => response,
+                    // A later element that fails (no plugin serves it) is not found;
+                    // the name as asked failing is the answer.
+                    Err(error) if i == 0 => return Err(error),
+                    Err(_) => continue,
+                };
                 let rcode = response.rcode.rcode();
                 // NXDOMAIN sends the walk on; so does a failure to answer.
                 if matches!(rcode, Rcode::NXDOMAIN | Rcode::SERVFAIL | Rcode::REFUSED) {

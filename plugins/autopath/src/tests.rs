@@ -323,3 +323,36 @@ fn bad_directives_are_refused_with_their_line() {
         "Corefile:2: autopath: '@' needs a plugin name"
     );
 }
+
+#[tokio::test]
+async fn a_failing_later_element_does_not_fail_the_walk() {
+    let file = resolv_conf(SEARCH);
+    let config = file_config(&file);
+    // Only the cluster zone is served: the name as asked has no plugin at all.
+    let mut chain: Vec<Arc<dyn Handler>> = config.blocks[0].chain.to_vec();
+    chain.push(Arc::new(OnlyUnder(name_from_str("cluster.local").unwrap())));
+    let r = serve_chain(
+        &chain,
+        &mut request("nowhere.default.svc.cluster.local", Rtype::A),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.rcode.rcode(), Rcode::NXDOMAIN);
+}
+
+/// NXDOMAIN for names under its zone; other names go on (to nothing: an error).
+struct OnlyUnder(Name);
+
+impl Handler for OnlyUnder {
+    fn name(&self) -> &'static str {
+        "only_under"
+    }
+
+    fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
+        if lowercase(request.qname()).ends_with(&self.0) {
+            Box::pin(std::future::ready(Ok(Response::new(Rcode::NXDOMAIN))))
+        } else {
+            next.serve(request)
+        }
+    }
+}
