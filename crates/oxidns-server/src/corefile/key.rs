@@ -156,7 +156,9 @@ fn reverse_zones(addr: IpAddr, prefix: u8) -> Result<Vec<Name>, String> {
     let base = value & keep_mask(prefix);
     let mut zones = Vec::with_capacity(count);
     for index in 0..count as u128 {
-        let net = base | (index << (bits - rounded)) & mask(bits);
+        // `::/0` rounds to 0 bits: one zone (index 0) and a 128-bit shift,
+        // which `<<` does not allow on a u128.
+        let net = base | index.checked_shl(bits - rounded).unwrap_or(0) & mask(bits);
         let mut labels = Vec::new();
         for i in 0..rounded / step {
             let shift = bits - step * (i + 1);
@@ -254,6 +256,12 @@ mod tests {
         assert_eq!(zones.len(), 16);
         assert_eq!(zones[0], "16.172.in-addr.arpa.");
         assert_eq!(zones[15], "31.172.in-addr.arpa.");
+    }
+
+    #[test]
+    fn ipv6_cidr_key_with_prefix_0_does_not_overflow_the_shift() {
+        // Found by fuzzing (fuzz/regressions/corefile/ipv6-cidr-key-prefix-0-shift-overflow).
+        assert_eq!(key("2001::/0"), ok(Scheme::Dns, &["ip6.arpa."], 53));
     }
 
     #[test]
