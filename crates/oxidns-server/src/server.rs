@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Block, Config, ListenerSpec, ZoneRouter};
+use crate::corefile::{ConfigError, Directive};
 use crate::plugin::{FollowUps, Next, Request, Transport};
 use crate::udp::{ReceiveBatch, SendBatch};
 
@@ -92,6 +93,29 @@ pub struct LimitSettings {
 }
 
 impl LimitSettings {
+    /// Reads the block of a directive that sets limits (`timeouts`,
+    /// `limits`): one `NAME VALUE` line per setting, at least one line.
+    /// `slot` finds a name's setting, `value` reads and checks its value.
+    pub fn read_block<T>(
+        &mut self,
+        directive: &Directive,
+        slot: for<'a> fn(&'a mut LimitSettings, &str) -> Option<&'a mut Option<T>>,
+        value: impl Fn(&Directive, &str) -> Result<T, ConfigError>,
+    ) -> Result<(), ConfigError> {
+        directive.args_between(0, 0)?;
+        if directive.block.is_empty() {
+            return Err(directive.error("give at least one setting, or leave the directive out"));
+        }
+        for line in &directive.block {
+            let text = &line.args_between(1, 1)?[0].text;
+            let parsed = value(line, text)?;
+            let setting =
+                slot(self, &line.name.text).ok_or_else(|| directive.unknown_property(line))?;
+            *setting = Some(parsed);
+        }
+        Ok(())
+    }
+
     /// Takes the smaller of each pair of values set.
     pub fn tighten(&mut self, other: &LimitSettings) {
         fn min<T: Ord + Copy>(mine: &mut Option<T>, theirs: Option<T>) {

@@ -24,27 +24,23 @@ const MOST: usize = 10_000_000;
 
 fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
     let directive = setup.single()?.clone();
-    directive.args_between(0, 0)?;
-    if directive.block.is_empty() {
-        return Err(directive.error("give at least one limit, or leave limits out"));
-    }
     let mut limits = setup.settings().limits.clone();
-    for line in &directive.block {
-        let text = &line.args_between(1, 1)?[0].text;
-        let count = text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MOST).contains(n))
-            .ok_or_else(|| line.error(format!("'{text}' is not a count from 1 to {MOST}")))?;
-        let slot = match line.name.text.as_str() {
-            "tcp_connections" => &mut limits.max_tcp_connections,
-            "tcp_connections_per_client" => &mut limits.max_tcp_connections_per_client,
-            "tcp_pipeline" => &mut limits.max_tcp_in_flight,
-            "udp_in_flight" => &mut limits.max_udp_in_flight,
-            _ => return Err(directive.unknown_property(line)),
-        };
-        *slot = Some(count);
-    }
+    limits.read_block(
+        &directive,
+        |limits, name| match name {
+            "tcp_connections" => Some(&mut limits.max_tcp_connections),
+            "tcp_connections_per_client" => Some(&mut limits.max_tcp_connections_per_client),
+            "tcp_pipeline" => Some(&mut limits.max_tcp_in_flight),
+            "udp_in_flight" => Some(&mut limits.max_udp_in_flight),
+            _ => None,
+        },
+        |line, text| {
+            text.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MOST).contains(n))
+                .ok_or_else(|| line.error(format!("'{text}' is not a count from 1 to {MOST}")))
+        },
+    )?;
     setup.settings().limits = limits;
     Ok(())
 }
@@ -71,7 +67,7 @@ mod tests {
         let cases = [
             (
                 ".:0 {\n limits\n}",
-                "Corefile:2: limits: give at least one limit",
+                "Corefile:2: limits: give at least one setting",
             ),
             (
                 ".:0 {\n limits {\n tcp_connections 0\n }\n}",

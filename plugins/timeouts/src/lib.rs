@@ -23,30 +23,25 @@ const LONGEST: Duration = Duration::from_secs(24 * 60 * 60);
 
 fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
     let directive = setup.single()?.clone();
-    directive.args_between(0, 0)?;
-    if directive.block.is_empty() {
-        return Err(
-            directive.error("give at least one of read, write and idle, or leave timeouts out")
-        );
-    }
     let mut limits = setup.settings().limits.clone();
-    for line in &directive.block {
-        let text = &line.args_between(1, 1)?[0].text;
-        let duration = parse_go_duration(text)
-            .filter(|d| (SHORTEST..=LONGEST).contains(d))
-            .ok_or_else(|| {
-                line.error(format!(
-                    "timeout provided '{text}' needs to be between 1 second and 24 hours"
-                ))
-            })?;
-        let slot = match line.name.text.as_str() {
-            "read" => &mut limits.tcp_read_timeout,
-            "write" => &mut limits.tcp_write_timeout,
-            "idle" => &mut limits.tcp_idle_timeout,
-            _ => return Err(directive.unknown_property(line)),
-        };
-        *slot = Some(duration);
-    }
+    limits.read_block(
+        &directive,
+        |limits, name| match name {
+            "read" => Some(&mut limits.tcp_read_timeout),
+            "write" => Some(&mut limits.tcp_write_timeout),
+            "idle" => Some(&mut limits.tcp_idle_timeout),
+            _ => None,
+        },
+        |line, text| {
+            parse_go_duration(text)
+                .filter(|d| (SHORTEST..=LONGEST).contains(d))
+                .ok_or_else(|| {
+                    line.error(format!(
+                        "timeout provided '{text}' needs to be between 1 second and 24 hours"
+                    ))
+                })
+        },
+    )?;
     setup.settings().limits = limits;
     Ok(())
 }
@@ -82,7 +77,7 @@ mod tests {
         let cases = [
             (
                 ".:0 {\n timeouts\n}",
-                "Corefile:2: timeouts: give at least one",
+                "Corefile:2: timeouts: give at least one setting",
             ),
             (
                 ".:0 {\n timeouts {\n read 500ms\n }\n}",
