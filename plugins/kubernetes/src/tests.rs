@@ -1160,3 +1160,27 @@ async fn autopath_needs_pods_verified() {
     .await;
     assert_eq!(r.header_rcode(), Rcode::NXDOMAIN);
 }
+
+#[tokio::test]
+async fn relist_drops_slices_and_pods_deleted_while_away() {
+    let (api, config) = plugin("  pods verified").await;
+    api.stop();
+    api.delete::<EndpointSlice>("default", "web-abc");
+    api.delete::<Pod>("default", "web-0");
+    api.compact();
+    api.restart().await;
+    eventually(&config, "1.0.1.10.in-addr.arpa", Rtype::PTR, |r| {
+        r.header_rcode() == Rcode::NXDOMAIN
+    })
+    .await;
+    eventually(
+        &config,
+        "10-1-0-1.default.pod.cluster.local",
+        Rtype::A,
+        |r| r.header_rcode() == Rcode::NXDOMAIN,
+    )
+    .await;
+    // What was not deleted is still there after the relist.
+    let r = ask(&config, "fd00--8.default.pod.cluster.local", Rtype::AAAA).await;
+    assert_eq!(r.answer.len(), 1);
+}
