@@ -11,8 +11,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use oxidns_plugin_kubernetes::{Cluster, Clusters, ExternalLookup, address_from_reverse};
-use oxidns_server::proto::domain::rdata::{A, Aaaa, Ns, Ptr, Soa, Srv};
+use oxidns_plugin_kubernetes::{
+    Cluster, Clusters, ExternalLookup, ExternalTarget, address_from_reverse,
+};
+use oxidns_server::proto::domain::rdata::{A, Aaaa, Cname, Ns, Ptr, Soa, Srv};
 use oxidns_server::proto::{
     Class, Name, Rcode, Record, RecordData, Response, Rtype, Serial, Ttl, lowercase, name_from_str,
     name_text,
@@ -185,17 +187,35 @@ impl External {
                 ExternalLookup::Found(found) => match qtype {
                     Rtype::A | Rtype::AAAA => {
                         let mut seen = Vec::new();
-                        for entry in found {
+                        for entry in &found {
+                            let ExternalTarget::Address(ip) = entry.target else {
+                                continue;
+                            };
                             let family = matches!(
-                                (qtype, entry.ip),
+                                (qtype, ip),
                                 (Rtype::A, IpAddr::V4(_)) | (Rtype::AAAA, IpAddr::V6(_))
                             );
-                            if family && !seen.contains(&entry.ip) {
-                                seen.push(entry.ip);
-                                response
-                                    .answer
-                                    .push(self.address(request.qname(), entry.ip));
+                            if family && !seen.contains(&ip) {
+                                seen.push(ip);
+                                response.answer.push(self.address(request.qname(), ip));
                             }
+                        }
+                        // A load balancer known only by name: a CNAME to it (a name
+                        // with addresses has no CNAME, RFC 1034 §3.6.2).
+                        let any_address = found
+                            .iter()
+                            .any(|e| matches!(e.target, ExternalTarget::Address(_)));
+                        let host = found.iter().find_map(|e| match &e.target {
+                            ExternalTarget::Host(host) => name_from_str(host).ok(),
+                            ExternalTarget::Address(_) => None,
+                        });
+                        if let (false, Some(host)) = (any_address, host) {
+                            response.answer.push(Record::new(
+                                request.qname().clone(),
+                                Class::IN,
+                                self.ttl(),
+                                RecordData::Cname(Cname::new(host)),
+                            ));
                         }
                     }
                     Rtype::SRV => {
@@ -215,9 +235,11 @@ impl External {
                                     RecordData::Srv(Srv::new(0, weight, port, target.clone())),
                                 ));
                             }
-                            if !seen_addr.contains(&(target.clone(), entry.ip)) {
-                                seen_addr.push((target.clone(), entry.ip));
-                                response.additional.push(self.address(&target, entry.ip));
+                            if let ExternalTarget::Address(ip) = entry.target
+                                && !seen_addr.contains(&(target.clone(), ip))
+                            {
+                                seen_addr.push((target.clone(), ip));
+                                response.additional.push(self.address(&target, ip));
                             }
                         }
                     }

@@ -108,6 +108,17 @@ async fn cluster() -> ApiServer {
     ));
     api.apply(&service("internal", "10.96.0.12", &[], &[]));
     api.apply(&service("db", "None", &[], &[]));
+    let mut elb = service("elb", "10.96.0.13", &[], &[]);
+    elb.status = Some(ServiceStatus {
+        load_balancer: Some(LoadBalancerStatus {
+            ingress: Some(vec![LoadBalancerIngress {
+                hostname: Some("a1b2.elb.example.net".into()),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    });
+    api.apply(&elb);
     api.apply(&slice("db-1", "db", &["10.1.0.2", "10.1.0.3"]));
     api
 }
@@ -160,6 +171,16 @@ async fn load_balancer_ingress_addresses_are_a_and_aaaa_records() {
     assert_eq!(
         texts(&r.answer),
         ["lb.default.example.org. 5 IN AAAA 2001:db8::7"]
+    );
+}
+
+#[tokio::test]
+async fn load_balancer_known_by_name_is_a_cname() {
+    let (_api, config) = plugin("").await;
+    let r = ask(&config, "elb.default.example.org", Rtype::A).await;
+    assert_eq!(
+        texts(&r.answer),
+        ["elb.default.example.org. 5 IN CNAME a1b2.elb.example.net."]
     );
 }
 

@@ -1,6 +1,7 @@
 //! What `k8s_external` reads of the cluster (CoreDNS's `Externaler`): the
 //! external addresses of Services (`spec.externalIPs` and load balancer
-//! ingress), and with `headless` the ready endpoints of headless Services.
+//! ingress, addresses or host names), and with `headless` the ready
+//! endpoints of headless Services.
 //!
 //! The plugin finds the cluster through [`Clusters`], shared by the plugins
 //! of a server block (`Setup::shared`); `kubernetes` fills it at setup.
@@ -35,13 +36,21 @@ pub struct Cluster {
     pub(crate) shared: Arc<Shared>,
 }
 
-/// One address record of an external name.
+/// Where an external name points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExternalTarget {
+    Address(IpAddr),
+    /// A load balancer known by a host name (presentation form, lower case).
+    Host(String),
+}
+
+/// One record of an external name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExternalAddress {
     /// The owner's labels below the external zone: `[service, namespace]`,
     /// or `[endpoint, service, namespace]` for a headless endpoint.
     pub labels: Vec<String>,
-    pub ip: IpAddr,
+    pub target: ExternalTarget,
     pub port: Option<u16>,
 }
 
@@ -107,6 +116,7 @@ impl Cluster {
         let mut found = Vec::new();
         let endpoints = headless
             && service.external.is_empty()
+            && service.external_hosts.is_empty()
             && (matches!(service.kind, ServiceKind::Headless) || endpoint.is_some());
         if endpoints {
             for slice in namespace.slices_of(service_name) {
@@ -118,18 +128,28 @@ impl Cluster {
                     for p in slice.ports.iter().filter(|p| port_matches(p)) {
                         found.push(ExternalAddress {
                             labels: vec![label.clone(), service_name.clone(), ns.clone()],
-                            ip: e.ip,
+                            target: ExternalTarget::Address(e.ip),
                             port: p.port,
                         });
                     }
                 }
             }
         } else if endpoint.is_none() {
-            for ip in &service.external {
+            let targets = service
+                .external
+                .iter()
+                .map(|ip| ExternalTarget::Address(*ip))
+                .chain(
+                    service
+                        .external_hosts
+                        .iter()
+                        .map(|h| ExternalTarget::Host(h.to_string())),
+                );
+            for target in targets {
                 for p in service.ports.iter().filter(|p| port_matches(p)) {
                     found.push(ExternalAddress {
                         labels: vec![service_name.clone(), ns.clone()],
-                        ip: *ip,
+                        target: target.clone(),
                         port: p.port,
                     });
                 }

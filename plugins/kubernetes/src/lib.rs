@@ -33,7 +33,7 @@ use crate::store::Store;
 use crate::watch::{Shared, Watcher};
 
 pub use crate::answer::address_from_reverse;
-pub use crate::external::{Cluster, Clusters, ExternalAddress, ExternalLookup};
+pub use crate::external::{Cluster, Clusters, ExternalAddress, ExternalLookup, ExternalTarget};
 
 pub const PLUGIN: PluginEntry = PluginEntry {
     name: "kubernetes",

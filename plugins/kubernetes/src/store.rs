@@ -82,6 +82,8 @@ pub(crate) struct Service {
     pub ports: Vec<Port>,
     /// `spec.externalIPs` and load balancer ingress addresses, for `k8s_external`.
     pub external: Box<[IpAddr]>,
+    /// Load balancer ingress given as a host name (cloud load balancers).
+    pub external_hosts: Box<[Box<str>]>,
 }
 
 /// A ready endpoint address of a slice.
@@ -354,21 +356,27 @@ impl Store {
             .as_ref()
             .and_then(|s| s.load_balancer.as_ref())
             .and_then(|l| l.ingress.as_ref());
-        for ip in ingress
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i.ip.as_deref())
-        {
-            if let Ok(ip) = ip.parse()
-                && !external.contains(&ip)
-            {
-                external.push(ip);
+        let mut external_hosts: Vec<Box<str>> = Vec::new();
+        for ingress in ingress.into_iter().flatten() {
+            match (ingress.ip.as_deref(), ingress.hostname.as_deref()) {
+                (Some(ip), _) => {
+                    if let Ok(ip) = ip.parse()
+                        && !external.contains(&ip)
+                    {
+                        external.push(ip);
+                    }
+                }
+                (None, Some(host)) if !host.is_empty() => {
+                    external_hosts.push(host.to_ascii_lowercase().into());
+                }
+                _ => {}
             }
         }
         Some(Service {
             kind,
             ports,
             external: external.into_boxed_slice(),
+            external_hosts: external_hosts.into_boxed_slice(),
         })
     }
 
