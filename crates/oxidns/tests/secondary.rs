@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -102,46 +101,6 @@ fn oxidns_primary(dir: &TempDir, text: &str, notify: Option<u16>) -> Oxidns {
         "example.org:0 {{\n bind 127.0.0.1\n transfer {{\n  to {to}\n }}\n file {} {{\n  reload 1s\n }}\n}}\n",
         path.display()
     ))
-}
-
-/// A daemon we started; SIGTERM, then SIGKILL, on drop.
-struct Daemon {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Daemon {
-    fn spawn(program: &str, args: &[&str], dir: &Path) -> Daemon {
-        let log = dir.join("log");
-        let file = File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("create log");
-        let child = Command::new(program)
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup log"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {program}: {e}"));
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        stop_child(&mut self.child);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 fn path_text(path: &Path) -> &str {

@@ -9,11 +9,10 @@
 
 mod common;
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -106,42 +105,6 @@ fn oxidns_secondary(port: u16, primary: SocketAddr, dir: &Path, downstream: Opti
          directory {}\n }}\n{transfer}}}\n",
         dir.display()
     ))
-}
-
-/// A daemon we started; stopped (SIGTERM, then SIGKILL) on drop.
-struct Daemon {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Daemon {
-    fn spawn(program: &str, args: &[&str], dir: &Path) -> Daemon {
-        let log = dir.join("log");
-        let file = File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("create log");
-        let child = Command::new(program)
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup log"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {program}: {e}"));
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        stop_child(&mut self.child);
-    }
 }
 
 /// knotd configuration: the server on `port`, then `rest` (remotes, ACLs,

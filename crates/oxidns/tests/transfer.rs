@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -202,37 +201,6 @@ impl Primary {
     }
 }
 
-/// A daemon we started; SIGTERM, then SIGKILL, on drop.
-struct Daemon {
-    child: Child,
-    dir: TempDir,
-}
-
-impl Daemon {
-    fn spawn(program: &str, args: &[&str], dir: TempDir) -> Daemon {
-        let log = File::create(dir.0.join("log")).expect("create log");
-        let child = Command::new(program)
-            .args(args)
-            .current_dir(&dir.0)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {program}: {e}"));
-        Daemon { child, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.0.join("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        stop_child(&mut self.child);
-    }
-}
-
 fn path_text(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
@@ -259,7 +227,7 @@ fn knot_secondary(port: u16, primary: SocketAddr) -> Daemon {
     );
     let conf_path = dir.write("knot.conf", &conf);
     let conf_arg = path_text(&conf_path).to_string();
-    Daemon::spawn("knotd", &["-c", &conf_arg], dir)
+    Daemon::spawn_in("knotd", &["-c", &conf_arg], dir)
 }
 
 /// named as a secondary of `primary`, transferring to anyone.
@@ -279,7 +247,7 @@ fn bind_secondary(port: u16, primary: SocketAddr) -> Daemon {
     );
     let conf_path = dir.write("named.conf", &conf);
     let conf_arg = path_text(&conf_path).to_string();
-    Daemon::spawn("named", &["-g", "-c", &conf_arg, "-n", "1"], dir)
+    Daemon::spawn_in("named", &["-g", "-c", &conf_arg, "-n", "1"], dir)
 }
 
 /// A secondary follows oxidns: AXFR first, then NOTIFY and IXFR after the

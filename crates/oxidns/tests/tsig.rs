@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -147,37 +146,6 @@ fn unsigned_or_badly_signed_transfers_are_refused() {
     assert!(out.contains("status: NOERROR"), "{out}");
 }
 
-/// A daemon we started; stopped on drop.
-struct Daemon {
-    child: Child,
-    dir: TempDir,
-}
-
-impl Daemon {
-    fn spawn(program: &str, args: &[&str], dir: TempDir) -> Daemon {
-        let log = File::create(dir.0.join("log")).expect("create log");
-        let child = Command::new(program)
-            .args(args)
-            .current_dir(&dir.0)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {program}: {e}"));
-        Daemon { child, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.0.join("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        stop_child(&mut self.child);
-    }
-}
-
 /// knotd as a secondary of oxidns on `primary_port`, transferring with KEY.
 fn knot_secondary(port: u16, primary_port: u16) -> Daemon {
     let dir = TempDir::new("tsig-knot");
@@ -198,7 +166,7 @@ fn knot_secondary(port: u16, primary_port: u16) -> Daemon {
     );
     let conf_path = dir.write("knot.conf", &conf);
     let conf_arg = conf_path.to_str().expect("utf-8 path").to_owned();
-    Daemon::spawn("knotd", &["-c", &conf_arg], dir)
+    Daemon::spawn_in("knotd", &["-c", &conf_arg], dir)
 }
 
 #[test]
@@ -300,7 +268,7 @@ fn knot_primary(dir: &TempDir, port: u16, notify: u16, serial: u32) -> Daemon {
     );
     let conf_path = dir.write("knot.conf", &conf);
     let conf_arg = conf_path.to_str().expect("utf-8 path").to_owned();
-    Daemon::spawn(
+    Daemon::spawn_in(
         "knotd",
         &["-c", &conf_arg],
         TempDir::new("tsig-knot-primary-run"),
@@ -502,7 +470,7 @@ fn bind_primary(dir: &TempDir, port: u16, notify: u16) -> Daemon {
     );
     let conf_path = dir.write("named.conf", &conf);
     let conf_arg = conf_path.to_str().expect("utf-8 path").to_owned();
-    Daemon::spawn(
+    Daemon::spawn_in(
         "named",
         &["-g", "-c", &conf_arg, "-n", "1"],
         TempDir::new("tsig-bind-primary-run"),
@@ -579,7 +547,7 @@ fn bind_secondary(port: u16, primary_port: u16) -> Daemon {
     );
     let conf_path = dir.write("named.conf", &conf);
     let conf_arg = conf_path.to_str().expect("utf-8 path").to_owned();
-    Daemon::spawn("named", &["-g", "-c", &conf_arg, "-n", "1"], dir)
+    Daemon::spawn_in("named", &["-g", "-c", &conf_arg, "-n", "1"], dir)
 }
 
 #[test]

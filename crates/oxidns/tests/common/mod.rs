@@ -357,3 +357,59 @@ pub fn metric_sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// A daemon we started (knotd, named), its output appended to `log` in its
+/// directory; SIGTERM, then SIGKILL, when stopped or dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+    /// The directory, when the daemon owns it ([`Daemon::spawn_in`]).
+    pub dir: Option<TempDir>,
+}
+
+impl Daemon {
+    /// Starts `program` in `dir`.
+    pub fn spawn(program: &str, args: &[&str], dir: &Path) -> Daemon {
+        let log = dir.join("log");
+        let file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("create log");
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup log"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
+        Daemon {
+            child,
+            log,
+            dir: None,
+        }
+    }
+
+    /// Starts `program` in `dir`, which lives as long as the daemon.
+    pub fn spawn_in(program: &str, args: &[&str], dir: TempDir) -> Daemon {
+        let mut daemon = Daemon::spawn(program, args, &dir.0);
+        daemon.dir = Some(dir);
+        daemon
+    }
+
+    /// What it printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

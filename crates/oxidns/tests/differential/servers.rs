@@ -2,13 +2,12 @@
 //! temporary directory, on a port picked free; each is ready once it answers
 //! SOA for every zone, and is stopped (only the process we started) on drop.
 
-use std::fs::File;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
-use crate::common::{Oxidns, TempDir, query_edns};
+use crate::common::{Daemon, Oxidns, TempDir, query_edns};
 use oxidns_proto::{Rcode, Response, Rtype};
 
 use super::zones::Corpus;
@@ -115,7 +114,7 @@ impl Server {
     /// What the server logged (for failure messages).
     pub fn log(&self) -> String {
         match &self.process {
-            Process::Daemon(d) => std::fs::read_to_string(d.dir.0.join("log")).unwrap_or_default(),
+            Process::Daemon(d) => d.log(),
             Process::Oxidns(o) => o.output().join("\n"),
         }
     }
@@ -131,31 +130,6 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free port on 127.0.0.1");
-}
-
-/// A daemon we started; SIGTERM then SIGKILL on drop.
-pub struct Daemon {
-    pub child: Child,
-    pub dir: TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        crate::common::stop_child(&mut self.child);
-    }
-}
-
-fn spawn(program: &str, args: &[&str], dir: TempDir) -> Daemon {
-    let log = File::create(dir.0.join("log")).expect("create log");
-    let child = Command::new(program)
-        .args(args)
-        .current_dir(&dir.0)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup log"))
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {program}: {e}"));
-    Daemon { child, dir }
 }
 
 fn path_text(path: &Path) -> &str {
@@ -188,7 +162,7 @@ fn start_knot(corpus: &Corpus, port: u16) -> Daemon {
     }
     let conf_path = dir.write("knot.conf", &conf);
     let conf_arg = path_text(&conf_path).to_string();
-    spawn("knotd", &["-c", &conf_arg], dir)
+    Daemon::spawn_in("knotd", &["-c", &conf_arg], dir)
 }
 
 /// named in the foreground with one worker, authoritative only, default
@@ -212,7 +186,7 @@ fn start_bind(corpus: &Corpus, port: u16) -> Daemon {
     }
     let conf_path = dir.write("named.conf", &conf);
     let conf_arg = path_text(&conf_path).to_string();
-    spawn("named", &["-g", "-c", &conf_arg, "-n", "1"], dir)
+    Daemon::spawn_in("named", &["-g", "-c", &conf_arg, "-n", "1"], dir)
 }
 
 /// oxidns with one server block per zone, each served by the `file` plugin.
