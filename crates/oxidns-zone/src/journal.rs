@@ -143,7 +143,7 @@ impl Diff {
 
 /// The zone's SOA record.
 pub fn soa(zone: &Zone) -> Option<Record> {
-    zone.records().find(|r| r.rtype() == Rtype::SOA).cloned()
+    zone.records().find(|r| r.rtype() == Rtype::SOA)
 }
 
 /// The serial of an SOA record (0 for any other record).
@@ -156,10 +156,10 @@ pub fn soa_serial(record: &Record) -> u32 {
 
 /// Records other than the SOA, by their canonical wire form (TTL included),
 /// which is how two versions' records are matched.
-fn keyed<'a>(records: impl Iterator<Item = &'a Record>) -> BTreeMap<Vec<u8>, Record> {
+fn keyed(records: impl Iterator<Item = Record>) -> BTreeMap<Vec<u8>, Record> {
     records
         .filter(|r| r.rtype() != Rtype::SOA)
-        .map(|r| (key(r), r.clone()))
+        .map(|r| (key(&r), r))
         .collect()
 }
 

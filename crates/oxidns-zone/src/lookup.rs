@@ -85,7 +85,7 @@ impl<'z> Answer<'z> {
             };
             let is_target = len == key_bytes.len();
             // RFC 4035 §3.1.4.1: DS is answered from the parent side of the cut.
-            if node.cut && !(is_target && qtype == Rtype::DS) {
+            if node.cut() && !(is_target && qtype == Rtype::DS) {
                 self.referral(node);
                 return Step::Done;
             }
@@ -111,7 +111,7 @@ impl<'z> Answer<'z> {
         if self.dnssec {
             if let Some(chain) = &zone.nsec3 {
                 // RFC 5155 §7.2.2: closest encloser, next closer, and the wildcard.
-                self.nsec3_closest_encloser_proof(chain, name, &closest_encloser.name);
+                self.nsec3_closest_encloser_proof(chain, name, &closest_encloser.name());
                 let wildcard = wildcard_name(closest_encloser);
                 self.nsec3_covering(chain, &wildcard);
             } else {
@@ -124,7 +124,7 @@ impl<'z> Answer<'z> {
     }
 
     /// Answers from a node, or from a wildcard node on behalf of `name`.
-    fn answer_from(&mut self, node: &Node, name: &Name, qtype: Rtype, wildcard: bool) -> Step {
+    fn answer_from(&mut self, node: Node<'_>, name: &Name, qtype: Rtype, wildcard: bool) -> Step {
         let owner = wildcard.then_some(name);
         // RFC 4035 §2.5: NSEC and RRSIG stand beside a CNAME and are answered, not followed.
         if !matches!(qtype, Rtype::CNAME | Rtype::RRSIG | Rtype::NSEC)
@@ -134,23 +134,24 @@ impl<'z> Answer<'z> {
             if wildcard {
                 self.wildcard_answer_proof(name);
             }
-            return match cname.records[0].data() {
-                ZoneRecordData::Cname(target) => Step::Follow(target.cname().clone()),
+            return match cname.first_data() {
+                Some(ZoneRecordData::Cname(target)) => Step::Follow(target.into_cname()),
                 _ => Step::Done,
             };
         }
-        let found: Vec<&RRset> = match qtype {
-            Rtype::ANY => node.rrsets.iter().collect(),
+        let found: Vec<RRset<'_>> = match qtype {
+            Rtype::ANY => node.rrsets().collect(),
             Rtype::RRSIG => Vec::new(),
             _ => node.rrset(qtype).into_iter().collect(),
         };
-        if qtype == Rtype::RRSIG && !node.signatures.is_empty() {
-            for sig in &node.signatures {
-                let mut sig = sig.clone();
-                if let Some(owner) = owner {
-                    sig = with_owner(&sig, owner);
-                }
-                self.response.answer.push(sig);
+        let mut signatures = node.signatures().peekable();
+        if qtype == Rtype::RRSIG && signatures.peek().is_some() {
+            match owner {
+                Some(owner) => self
+                    .response
+                    .answer
+                    .extend(signatures.map(|sig| with_owner(&sig, owner))),
+                None => self.response.answer.extend(signatures),
             }
             if wildcard {
                 self.wildcard_answer_proof(name);
@@ -171,7 +172,7 @@ impl<'z> Answer<'z> {
     }
 
     /// NODATA: SOA, and with DO the proof that the type does not exist.
-    fn nodata(&mut self, node: &Node, name: &Name, wildcard: bool) {
+    fn nodata(&mut self, node: Node<'_>, name: &Name, wildcard: bool) {
         self.add_soa();
         if !self.dnssec {
             return;
@@ -182,8 +183,8 @@ impl<'z> Answer<'z> {
             if wildcard {
                 // RFC 5155 §7.2.5: closest encloser, next closer, and the wildcard's NSEC3.
                 let (closest, _) = zone.closest_encloser(key.as_bytes());
-                self.nsec3_closest_encloser_proof(chain, name, &closest.name);
-                self.nsec3_matching(chain, &node.name);
+                self.nsec3_closest_encloser_proof(chain, name, &closest.name());
+                self.nsec3_matching(chain, &node.name());
             } else if !self.nsec3_matching(chain, name)
                 && let Some(parent) = name.parent()
             {
@@ -216,7 +217,7 @@ impl<'z> Answer<'z> {
         match &zone.nsec3 {
             Some(chain) => {
                 let (closest, _) = zone.closest_encloser(key.as_bytes());
-                if let Some(next_closer) = next_closer_name(name, &closest.name) {
+                if let Some(next_closer) = next_closer_name(name, &closest.name()) {
                     self.nsec3_covering(chain, &next_closer);
                 }
             }
@@ -225,15 +226,18 @@ impl<'z> Answer<'z> {
     }
 
     /// RFC 6672 §3.1: the DNAME, a CNAME synthesised from it, and on to the new name.
-    fn dname(&mut self, name: &Name, owner: &Node, dname: &RRset, qtype: Rtype) -> Step {
-        // A DNAME whose target lies below it is met again on every link.
-        if !self.response.answer.contains(&dname.records[0]) {
-            self.push(Section::Answer, dname, None);
-        }
-        let ZoneRecordData::Dname(data) = dname.records[0].data() else {
+    fn dname(&mut self, name: &Name, owner: Node<'_>, dname: RRset<'_>, qtype: Rtype) -> Step {
+        let Some(first) = dname.records().next() else {
             return Step::Done;
         };
-        let prefix_len = name.as_slice().len() - owner.name.as_slice().len();
+        // A DNAME whose target lies below it is met again on every link.
+        if !self.response.answer.contains(&first) {
+            self.push(Section::Answer, dname, None);
+        }
+        let ZoneRecordData::Dname(data) = first.data() else {
+            return Step::Done;
+        };
+        let prefix_len = name.as_slice().len() - owner.name().as_slice().len();
         let mut wire = name.as_slice()[..prefix_len].to_vec();
         wire.extend_from_slice(data.dname().as_slice());
         let Ok(target) = Name::from_octets(Bytes::from(wire)) else {
@@ -243,7 +247,7 @@ impl<'z> Answer<'z> {
         };
         self.response.answer.push(Record::new(
             name.clone(),
-            dname.records[0].class(),
+            first.class(),
             dname.ttl(),
             RecordData::Cname(Cname::new(target.clone())),
         ));
@@ -255,31 +259,38 @@ impl<'z> Answer<'z> {
 
     /// A referral to a child zone: NS in authority, glue in additional, and
     /// with DO the DS or the proof there is none (RFC 4035 §3.1.4).
-    fn referral(&mut self, cut: &Node) {
+    fn referral(&mut self, cut: Node<'_>) {
         let zone = self.zone;
         self.response.authoritative = !self.response.answer.is_empty();
         let Some(ns) = cut.rrset(Rtype::NS) else {
             return;
         };
-        self.response.authority.extend(ns.records.iter().cloned());
+        let start = self.response.authority.len();
+        self.response.authority.extend(ns.records());
         if self.dnssec {
             if let Some(ds) = cut.rrset(Rtype::DS) {
                 self.push(Section::Authority, ds, None);
             } else if let Some(chain) = &zone.nsec3 {
-                if !self.nsec3_matching(chain, &cut.name)
-                    && let Some(parent) = cut.name.parent()
+                let cut_name = cut.name();
+                if !self.nsec3_matching(chain, &cut_name)
+                    && let Some(parent) = cut_name.parent()
                 {
                     // RFC 5155 §7.2.7: an opt-out span covers the delegation.
-                    self.nsec3_closest_encloser_proof(chain, &cut.name, &parent);
+                    self.nsec3_closest_encloser_proof(chain, &cut_name, &parent);
                 }
             } else {
                 self.push_nsec_of(cut);
             }
         }
-        for record in &ns.records {
-            if let ZoneRecordData::Ns(target) = record.data() {
-                self.add_addresses(target.nsdname(), false);
-            }
+        let targets: Vec<Name> = self.response.authority[start..]
+            .iter()
+            .filter_map(|record| match record.data() {
+                ZoneRecordData::Ns(target) => Some(target.nsdname().clone()),
+                _ => None,
+            })
+            .collect();
+        for target in &targets {
+            self.add_addresses(target, false);
         }
     }
 
@@ -311,29 +322,22 @@ impl<'z> Answer<'z> {
         let Some(node) = self.zone.node(CanonicalKey::of(target).as_bytes()) else {
             return;
         };
-        if node.occluded && authoritative_only {
+        if node.occluded() && authoritative_only {
             return;
         }
         for rtype in [Rtype::A, Rtype::AAAA] {
             let Some(rrset) = node.rrset(rtype) else {
                 continue;
             };
-            if self
-                .response
-                .additional
-                .iter()
-                .any(|r| r == &rrset.records[0])
-                || self.response.answer.iter().any(|r| r == &rrset.records[0])
-            {
+            let Some(first) = rrset.records().next() else {
+                continue;
+            };
+            if self.response.additional.contains(&first) || self.response.answer.contains(&first) {
                 continue;
             }
-            self.response
-                .additional
-                .extend(rrset.records.iter().cloned());
-            if self.dnssec && !node.occluded {
-                self.response
-                    .additional
-                    .extend(rrset.signatures.iter().cloned());
+            self.response.additional.extend(rrset.records());
+            if self.dnssec && !node.occluded() {
+                self.response.additional.extend(rrset.signatures());
             }
         }
     }
@@ -345,28 +349,27 @@ impl<'z> Answer<'z> {
             return;
         };
         let ttl = self.zone.negative_ttl;
-        let mut record = soa.records[0].clone();
+        let Some(mut record) = soa.records().next() else {
+            return;
+        };
         record.set_ttl(ttl);
         self.response.authority.push(record);
         if self.dnssec {
-            for sig in &soa.signatures {
-                let mut sig = sig.clone();
+            for mut sig in soa.signatures() {
                 sig.set_ttl(ttl);
                 self.response.authority.push(sig);
             }
         }
     }
 
-    fn push(&mut self, section: Section, rrset: &RRset, owner: Option<&Name>) {
-        let records = rrset
-            .records
-            .iter()
-            .chain(rrset.signatures.iter().filter(|_| self.dnssec));
-        for record in records {
-            let record = match owner {
-                Some(owner) => with_owner(record, owner),
-                None => record.clone(),
-            };
+    fn push(&mut self, section: Section, rrset: RRset<'_>, owner: Option<&Name>) {
+        let (mut records, mut signatures) = (rrset.records(), rrset.signatures());
+        if let Some(owner) = owner {
+            records = records.owned_by(owner);
+            signatures = signatures.owned_by(owner);
+        }
+        let dnssec = self.dnssec;
+        for record in records.chain(signatures.filter(|_| dnssec)) {
             match section {
                 // Each answer RRset is added once: a chain never visits a name twice.
                 Section::Answer => self.response.answer.push(record),
@@ -380,7 +383,7 @@ impl<'z> Answer<'z> {
         }
     }
 
-    fn push_nsec_of(&mut self, node: &Node) {
+    fn push_nsec_of(&mut self, node: Node<'_>) {
         if let Some(nsec) = node.rrset(Rtype::NSEC) {
             self.push(Section::Authority, nsec, None);
         }
@@ -390,11 +393,8 @@ impl<'z> Answer<'z> {
     fn nsec_covering(&mut self, key: &[u8]) {
         let zone = self.zone;
         let before = zone
-            .nodes
-            .range::<[u8], _>((std::ops::Bound::Unbounded, std::ops::Bound::Excluded(key)))
-            .rev()
-            .map(|(_, node)| node)
-            .find(|node| node.has_nsec() && !node.occluded);
+            .nodes_before(key)
+            .find(|node| node.has_nsec() && !node.occluded());
         if let Some(node) = before {
             self.push_nsec_of(node);
         }
@@ -404,8 +404,8 @@ impl<'z> Answer<'z> {
     fn nsec3_matching(&mut self, chain: &crate::zone::Nsec3Chain, name: &Name) -> bool {
         let hash = hash_name(chain, name);
         match chain.by_hash.get(&hash) {
-            Some(node) => {
-                self.push_nsec3(node);
+            Some(entry) => {
+                self.push_nsec3(self.zone.nsec3_node(entry));
                 true
             }
             None => false,
@@ -423,7 +423,7 @@ impl<'z> Answer<'z> {
             ))
             .next_back()
             .or_else(|| chain.by_hash.iter().next_back())
-            .map(|(_, node)| node);
+            .map(|(_, entry)| self.zone.nsec3_node(entry));
         if let Some(node) = covering {
             self.push_nsec3(node);
         }
@@ -453,7 +453,7 @@ impl<'z> Answer<'z> {
         }
     }
 
-    fn push_nsec3(&mut self, node: &Node) {
+    fn push_nsec3(&mut self, node: Node<'_>) {
         if let Some(nsec3) = node.rrset(Rtype::NSEC3) {
             self.push(Section::Authority, nsec3, None);
         }
@@ -468,7 +468,7 @@ enum Section {
 
 impl Zone {
     /// The longest existing ancestor of a name that does not exist, and its key length.
-    pub(crate) fn closest_encloser(&self, key: &[u8]) -> (&Node, usize) {
+    pub(crate) fn closest_encloser(&self, key: &[u8]) -> (Node<'_>, usize) {
         let apex_len = self.apex_key.as_bytes().len();
         let mut best = (self.apex_node(), apex_len);
         for len in ancestor_lengths(key).filter(|&l| l > apex_len) {
@@ -491,10 +491,11 @@ fn closest_encloser_key(key: &[u8], len: usize) -> CanonicalKey {
 }
 
 /// `*.<closest encloser>`.
-fn wildcard_name(closest: &Node) -> Name {
+fn wildcard_name(closest: Node<'_>) -> Name {
+    let name = closest.name();
     let mut wire = vec![1, b'*'];
-    wire.extend_from_slice(closest.name.as_slice());
-    Name::from_octets(Bytes::from(wire)).unwrap_or_else(|_| closest.name.clone())
+    wire.extend_from_slice(name.as_slice());
+    Name::from_octets(Bytes::from(wire)).unwrap_or(name)
 }
 
 /// The ancestor of `name` one label below the closest encloser (RFC 5155 §1.3).

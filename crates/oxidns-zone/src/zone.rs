@@ -2,7 +2,8 @@
 //!
 //! Names are kept in canonical order ([`CanonicalKey`]), with a node for every
 //! empty non-terminal, so that the lookup's closest-encloser, wildcard and
-//! NSEC searches are ordered-map lookups. NSEC3 records live in their own
+//! NSEC searches are binary searches of one sorted array. Records are kept in
+//! wire form in one buffer and decoded when answered (see [`Store`]). NSEC3 records live in their own
 //! chain ordered by hash (RFC 5155 §7.2), out of the way of normal names.
 //! A reload builds a new `Zone` beside the old one and swaps it in whole.
 
@@ -10,8 +11,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use domain::base::iana::Nsec3HashAlgorithm;
-use domain::base::{Rtype, Ttl};
+use domain::base::name::FlattenInto;
+use domain::base::rdata::{ComposeRecordData, ParseRecordData};
+use domain::base::{ParsedName, Rtype, Ttl};
+use domain::dep::octseq::Parser;
+use domain::rdata::ZoneRecordData;
 use domain::rdata::nsec3::Nsec3Salt;
 use oxidns_proto::{Class, Name, Record, RecordData, Serial, name_text};
 
@@ -34,47 +40,235 @@ impl fmt::Display for ZoneProblem {
 
 impl std::error::Error for ZoneProblem {}
 
-/// The records of one owner, class and type, with their signatures.
-#[derive(Clone, Debug)]
-pub struct RRset {
-    pub rtype: Rtype,
-    pub records: Vec<Record>,
-    /// RRSIG records covering this type.
-    pub signatures: Vec<Record>,
+/// Where a run of records lies in a zone's record store: `count` entries
+/// from byte `at`, each `TTL (u32) RDLENGTH (u16) RDATA` as in a message
+/// (RFC 1035 §3.2.1), names in RDATA uncompressed.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Span {
+    at: u32,
+    count: u32,
 }
 
-impl RRset {
-    pub fn ttl(&self) -> Ttl {
-        self.records.first().map_or(Ttl::ZERO, |r| r.ttl())
+/// One RRset of a node: its records and the RRSIGs covering its type.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RRsetEntry {
+    rtype: Rtype,
+    records: Span,
+    signatures: Span,
+}
+
+/// One name of the zone, as stored: 28 bytes beside its name and records.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NodeEntry {
+    /// The owner name (wire form, case as loaded) in the store.
+    name_at: u32,
+    /// Where this node's key ends in the zone's key arena.
+    key_end: u32,
+    /// The node's RRsets in the store's RRset list.
+    rrsets_at: u32,
+    rrsets_len: u32,
+    /// Every RRSIG at the name, grouped by the type they cover.
+    signatures: Span,
+    name_len: u8,
+    cut: bool,
+    occluded: bool,
+}
+
+/// The zone's records in wire form, one allocation for all of them: a
+/// `Record` is 184 bytes in memory even for an A record's four bytes of data,
+/// so records are decoded only when they are answered.
+#[derive(Debug)]
+pub(crate) struct Store {
+    bytes: Bytes,
+    rrsets: Vec<RRsetEntry>,
+    class: Class,
+}
+
+impl Store {
+    fn name(&self, node: &NodeEntry) -> Name {
+        let at = node.name_at as usize;
+        let wire = self.bytes.slice(at..at + usize::from(node.name_len));
+        Name::from_octets(wire).expect("the store holds names as they were loaded")
+    }
+
+    fn ttl_at(&self, at: u32) -> Ttl {
+        let at = at as usize;
+        let mut ttl = [0; 4];
+        ttl.copy_from_slice(&self.bytes[at..at + 4]);
+        Ttl::from_secs(u32::from_be_bytes(ttl))
     }
 }
 
 /// One name of the zone: its RRsets, or none for an empty non-terminal.
-#[derive(Clone, Debug)]
-pub struct Node {
-    pub name: Name,
-    pub rrsets: Vec<RRset>,
-    /// Every RRSIG at this name, for RRSIG queries.
-    pub signatures: Vec<Record>,
-    /// NS here, not at the apex: a delegation to a child zone.
-    pub cut: bool,
-    /// Below a cut or a DNAME: not authoritative, only glue is served from here.
-    pub occluded: bool,
+#[derive(Clone, Copy)]
+pub struct Node<'z> {
+    store: &'z Store,
+    entry: &'z NodeEntry,
 }
 
-impl Node {
-    pub fn rrset(&self, rtype: Rtype) -> Option<&RRset> {
-        self.rrsets.iter().find(|r| r.rtype == rtype)
+impl fmt::Debug for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Node({})", name_text(&self.name()))
+    }
+}
+
+impl<'z> Node<'z> {
+    /// The owner name, as written in the zone.
+    pub fn name(&self) -> Name {
+        self.store.name(self.entry)
+    }
+
+    /// NS here, not at the apex: a delegation to a child zone.
+    pub fn cut(&self) -> bool {
+        self.entry.cut
+    }
+
+    /// Below a cut or a DNAME: not authoritative, only glue is served from here.
+    pub fn occluded(&self) -> bool {
+        self.entry.occluded
+    }
+
+    pub fn rrsets(self) -> impl Iterator<Item = RRset<'z>> + 'z {
+        let (store, node) = (self.store, self.entry);
+        let at = node.rrsets_at as usize;
+        store.rrsets[at..at + node.rrsets_len as usize]
+            .iter()
+            .map(move |entry| RRset { store, node, entry })
+    }
+
+    pub fn rrset(self, rtype: Rtype) -> Option<RRset<'z>> {
+        self.rrsets().find(|r| r.rtype() == rtype)
+    }
+
+    /// Every RRSIG at this name, for RRSIG queries.
+    pub fn signatures(&self) -> Records<'z> {
+        Records::new(self.store, self.entry, Rtype::RRSIG, self.entry.signatures)
     }
 
     /// No data of its own: a name that exists only because names below it do.
     pub fn is_empty_non_terminal(&self) -> bool {
-        self.rrsets.is_empty() && self.signatures.is_empty()
+        self.entry.rrsets_len == 0 && self.entry.signatures.count == 0
     }
 
-    pub fn has_nsec(&self) -> bool {
+    pub fn has_nsec(self) -> bool {
         self.rrset(Rtype::NSEC).is_some()
     }
+}
+
+/// The records of one owner, class and type, with their signatures.
+#[derive(Clone, Copy)]
+pub struct RRset<'z> {
+    store: &'z Store,
+    node: &'z NodeEntry,
+    entry: &'z RRsetEntry,
+}
+
+impl<'z> RRset<'z> {
+    pub fn rtype(&self) -> Rtype {
+        self.entry.rtype
+    }
+
+    /// The RRset's TTL (one for all its records, RFC 2181 §5.2).
+    pub fn ttl(&self) -> Ttl {
+        self.store.ttl_at(self.entry.records.at)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entry.records.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entry.records.count == 0
+    }
+
+    pub fn records(&self) -> Records<'z> {
+        Records::new(self.store, self.node, self.entry.rtype, self.entry.records)
+    }
+
+    /// RRSIG records covering this type.
+    pub fn signatures(&self) -> Records<'z> {
+        Records::new(self.store, self.node, Rtype::RRSIG, self.entry.signatures)
+    }
+
+    /// The first record's data (CNAME and DNAME RRsets hold one record).
+    pub fn first_data(&self) -> Option<RecordData> {
+        self.records().next().map(|r| r.into_data())
+    }
+}
+
+/// Records decoded from the store, owned by their node's name or by the
+/// name given with [`Records::owned_by`] (a wildcard's answers).
+#[derive(Clone)]
+pub struct Records<'z> {
+    store: &'z Store,
+    node: &'z NodeEntry,
+    owner: Option<Name>,
+    rtype: Rtype,
+    at: usize,
+    left: u32,
+}
+
+impl<'z> Records<'z> {
+    fn new(store: &'z Store, node: &'z NodeEntry, rtype: Rtype, span: Span) -> Self {
+        Records {
+            store,
+            node,
+            owner: None,
+            rtype,
+            at: span.at as usize,
+            left: span.count,
+        }
+    }
+
+    /// The same records with `owner` as their owner name.
+    pub fn owned_by(mut self, owner: &Name) -> Self {
+        self.owner = Some(owner.clone());
+        self
+    }
+}
+
+impl Iterator for Records<'_> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        while self.left > 0 {
+            self.left -= 1;
+            let bytes = &self.store.bytes;
+            let at = self.at;
+            let ttl = self.store.ttl_at(at as u32);
+            let len = usize::from(u16::from_be_bytes([bytes[at + 4], bytes[at + 5]]));
+            self.at = at + 6 + len;
+            // Every stored record was decoded once at build: this does not fail.
+            let Some(data) = decode(self.rtype, bytes.slice(at + 6..at + 6 + len)) else {
+                continue;
+            };
+            let owner = self
+                .owner
+                .get_or_insert_with(|| self.store.name(self.node))
+                .clone();
+            return Some(Record::new(owner, self.store.class, ttl, data));
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left as usize))
+    }
+}
+
+/// RDATA from the store, its octets and names sharing the store's bytes.
+fn decode(rtype: Rtype, rdata: Bytes) -> Option<RecordData> {
+    let mut parser = Parser::from_ref(&rdata);
+    let parsed: ZoneRecordData<Bytes, ParsedName<Bytes>> =
+        ZoneRecordData::parse_rdata(rtype, &mut parser).ok()??;
+    Some(parsed.flatten_into())
+}
+
+/// Whether `wire` decodes to exactly `data`: what the store gives back.
+fn decodes_to(rtype: Rtype, wire: &[u8], data: &RecordData) -> bool {
+    let mut parser = Parser::from_ref(wire);
+    let parsed = ZoneRecordData::<&[u8], ParsedName<&[u8]>>::parse_rdata(rtype, &mut parser);
+    matches!(parsed, Ok(Some(d)) if parser.remaining() == 0 && d == *data)
 }
 
 /// NSEC3 records by owner hash, with the hashing parameters (RFC 5155).
@@ -84,7 +278,7 @@ pub struct Nsec3Chain {
     pub iterations: u16,
     pub salt: Nsec3Salt<bytes::Bytes>,
     /// Raw hash → the node holding the NSEC3 record and its signatures.
-    pub by_hash: BTreeMap<Vec<u8>, Node>,
+    pub(crate) by_hash: BTreeMap<Vec<u8>, NodeEntry>,
 }
 
 /// A loaded zone.
@@ -93,7 +287,11 @@ pub struct Zone {
     pub(crate) apex: Name,
     pub(crate) apex_key: CanonicalKey,
     pub(crate) class: Class,
-    pub(crate) nodes: BTreeMap<CanonicalKey, Node>,
+    store: Store,
+    /// Every name but the NSEC3 owners, in canonical order.
+    nodes: Vec<NodeEntry>,
+    /// The nodes' keys end to end: node `i`'s key ends at `nodes[i].key_end`.
+    keys: Vec<u8>,
     pub(crate) negative_ttl: Ttl,
     pub(crate) nsec3: Option<Nsec3Chain>,
     pub(crate) serial: Serial,
@@ -154,24 +352,65 @@ impl Zone {
         name.ends_with(&self.apex)
     }
 
-    /// Every record, apex first, in canonical order (NSEC3 records last).
-    pub fn records(&self) -> impl Iterator<Item = &Record> {
-        fn node_records(node: &Node) -> impl Iterator<Item = &Record> {
-            node.rrsets
-                .iter()
-                .flat_map(|r| r.records.iter())
-                .chain(node.signatures.iter())
+    /// Every record, apex first, in canonical order (NSEC3 records last),
+    /// decoded from the store as it goes.
+    pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        fn node_records(node: Node<'_>) -> impl Iterator<Item = Record> + '_ {
+            node.rrsets()
+                .flat_map(|r| r.records())
+                .chain(node.signatures())
         }
-        self.nodes.values().flat_map(node_records).chain(
-            self.nsec3
-                .iter()
-                .flat_map(|c| c.by_hash.values())
-                .flat_map(node_records),
-        )
+        self.nodes
+            .iter()
+            .chain(self.nsec3.iter().flat_map(|c| c.by_hash.values()))
+            .flat_map(|entry| node_records(self.node_of(entry)))
     }
 
-    pub(crate) fn node(&self, key: &[u8]) -> Option<&Node> {
-        self.nodes.get(key)
+    fn node_of<'z>(&'z self, entry: &'z NodeEntry) -> Node<'z> {
+        Node {
+            store: &self.store,
+            entry,
+        }
+    }
+
+    fn key_at(&self, index: usize) -> &[u8] {
+        let start = index
+            .checked_sub(1)
+            .map_or(0, |i| self.nodes[i].key_end as usize);
+        &self.keys[start..self.nodes[index].key_end as usize]
+    }
+
+    /// Where `key` is among the nodes, or where it would be.
+    fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        let (mut low, mut high) = (0, self.nodes.len());
+        while low < high {
+            let middle = low + (high - low) / 2;
+            match self.key_at(middle).cmp(key) {
+                std::cmp::Ordering::Less => low = middle + 1,
+                std::cmp::Ordering::Greater => high = middle,
+                std::cmp::Ordering::Equal => return Ok(middle),
+            }
+        }
+        Err(low)
+    }
+
+    pub(crate) fn node(&self, key: &[u8]) -> Option<Node<'_>> {
+        let index = self.search(key).ok()?;
+        Some(self.node_of(&self.nodes[index]))
+    }
+
+    /// The nodes before `key` in canonical order, nearest first.
+    pub(crate) fn nodes_before(&self, key: &[u8]) -> impl Iterator<Item = Node<'_>> {
+        let (Ok(end) | Err(end)) = self.search(key);
+        self.nodes[..end]
+            .iter()
+            .rev()
+            .map(|entry| self.node_of(entry))
+    }
+
+    /// The node of an NSEC3 chain entry.
+    pub(crate) fn nsec3_node<'z>(&'z self, entry: &'z NodeEntry) -> Node<'z> {
+        self.node_of(entry)
     }
 
     /// Whether `key` owns a delegation or a DNAME.
@@ -181,9 +420,8 @@ impl Zone {
             .is_ok()
     }
 
-    pub(crate) fn apex_node(&self) -> &Node {
-        self.nodes
-            .get(self.apex_key.as_bytes())
+    pub(crate) fn apex_node(&self) -> Node<'_> {
+        self.node(self.apex_key.as_bytes())
             .expect("the apex node always exists")
     }
 }
@@ -193,13 +431,17 @@ struct ZoneBuilder {
     apex_key: CanonicalKey,
     errors: Vec<ZoneProblem>,
     warnings: Vec<ZoneProblem>,
+    /// The store being written.
+    bytes: Vec<u8>,
+    rrsets: Vec<RRsetEntry>,
 }
 
-/// Where a record came from, kept while building for messages.
-struct Placed {
-    record: Record,
-    file: Arc<str>,
-    line: u32,
+/// The names of the zone while building: a run of the sorted records, or an
+/// empty non-terminal.
+struct Group {
+    key: CanonicalKey,
+    records: std::ops::Range<usize>,
+    empty: Option<Name>,
 }
 
 impl ZoneBuilder {
@@ -210,10 +452,12 @@ impl ZoneBuilder {
             apex,
             errors: Vec::new(),
             warnings: Vec::new(),
+            bytes: Vec::new(),
+            rrsets: Vec::new(),
         }
     }
 
-    fn problem(place: &Placed, message: String) -> ZoneProblem {
+    fn problem(place: &SourcedRecord, message: String) -> ZoneProblem {
         ZoneProblem {
             file: place.file.clone(),
             line: place.line,
@@ -223,119 +467,192 @@ impl ZoneBuilder {
 
     fn build(
         mut self,
-        records: Vec<SourcedRecord>,
+        mut records: Vec<SourcedRecord>,
     ) -> Result<(Zone, Vec<ZoneProblem>), Vec<ZoneProblem>> {
         let first_file: Arc<str> = records
             .first()
             .map_or_else(|| Arc::from("zone"), |r| r.file.clone());
-        let mut by_name: BTreeMap<CanonicalKey, Vec<Placed>> = BTreeMap::new();
         let mut class = None;
-        for sourced in records {
-            let placed = Placed {
-                record: sourced.record,
-                file: sourced.file,
-                line: sourced.line,
-            };
-            if !placed.record.owner().ends_with(&self.apex) {
-                self.warnings.push(Self::problem(
-                    &placed,
+        let (apex, errors, warnings) = (&self.apex, &mut self.errors, &mut self.warnings);
+        records.retain(|placed| {
+            if !placed.record.owner().ends_with(apex) {
+                warnings.push(Self::problem(
+                    placed,
                     format!(
                         "{} is outside the zone {}: ignored",
                         name_text(placed.record.owner()),
-                        name_text(&self.apex)
+                        name_text(apex)
                     ),
                 ));
-                continue;
+                return false;
             }
             let record_class = placed.record.class();
             match class {
                 None => class = Some(record_class),
                 Some(c) if c != record_class => {
-                    self.errors.push(Self::problem(
-                        &placed,
+                    errors.push(Self::problem(
+                        placed,
                         format!("class {record_class} differs from the zone's class {c}"),
                     ));
-                    continue;
+                    return false;
                 }
                 Some(_) => {}
             }
-            by_name
-                .entry(CanonicalKey::of(placed.record.owner()))
-                .or_default()
-                .push(placed);
-        }
+            true
+        });
+        let class = class.unwrap_or(Class::IN);
 
-        let soa = self.check_soa_and_ns(&by_name, &first_file);
-        let mut nodes = BTreeMap::new();
+        // Records sorted by name, each name's in file order.
+        let mut order: Vec<(CanonicalKey, u32)> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (CanonicalKey::of(r.record.owner()), i as u32))
+            .collect();
+        order.sort_unstable();
+        let mut sorted: Vec<u32> = Vec::with_capacity(order.len());
+        let mut groups: Vec<Group> = Vec::new();
+        for (key, index) in order {
+            if groups.last().is_none_or(|g| g.key != key) {
+                if let Some(last) = groups.last_mut() {
+                    last.records.end = sorted.len();
+                }
+                groups.push(Group {
+                    key,
+                    records: sorted.len()..sorted.len(),
+                    empty: None,
+                });
+            }
+            sorted.push(index);
+        }
+        if let Some(last) = groups.last_mut() {
+            last.records.end = sorted.len();
+        }
+        self.add_empty_non_terminals(&mut groups, &records, &sorted);
+
+        let soa = self.check_soa_and_ns(&groups, &records, &sorted, &first_file);
+        let mut nodes = Vec::with_capacity(groups.len());
+        let mut keys = Vec::new();
         let mut nsec3_nodes = Vec::new();
+        let mut nsec3param = None;
         let mut record_count = 0;
         // Descendants follow their ancestor directly in canonical order, so
         // one pass marks delegations and what lies below them or a DNAME.
         let mut occluder = Occluder::default();
-        for (key, placed) in by_name {
+        for group in &groups {
+            let placed: Vec<&SourcedRecord> = sorted[group.records.clone()]
+                .iter()
+                .map(|&i| &records[i as usize])
+                .collect();
             record_count += placed.len();
-            let is_nsec3_owner = placed.iter().any(|p| p.record.rtype() == Rtype::NSEC3);
-            let (file, line) = (placed[0].file.clone(), placed[0].line);
-            let mut node = self.node_from(placed);
-            if is_nsec3_owner {
-                nsec3_nodes.push(node);
+            let (mut node, name) = match (&group.empty, placed.first()) {
+                (Some(name), _) => (self.empty_node(name), name.clone()),
+                (None, Some(first)) => (self.node_from(&placed), first.record.owner().clone()),
+                (None, None) => continue,
+            };
+            if placed.iter().any(|p| p.record.rtype() == Rtype::NSEC3) {
+                nsec3_nodes.push((node, name));
                 continue;
             }
-            if let Some(warning) = occluder.mark(&key, &mut node, &self.apex_key) {
-                self.warnings.push(ZoneProblem {
-                    file,
-                    line,
-                    message: warning,
-                });
+            if group.key == self.apex_key {
+                nsec3param = placed
+                    .iter()
+                    .find(|p| p.record.rtype() == Rtype::NSEC3PARAM)
+                    .map(|p| p.record.data().clone());
             }
-            nodes.insert(key, node);
+            let types = &self.rrsets[node.rrsets_at as usize..][..node.rrsets_len as usize];
+            if let Some(warning) =
+                occluder.mark(&group.key, &mut node, types, &name, &self.apex_key)
+                && let Some(first) = placed.first()
+            {
+                self.warnings.push(Self::problem(first, warning));
+            }
+            keys.extend_from_slice(group.key.as_bytes());
+            node.key_end = self.offset(keys.len(), &first_file);
+            nodes.push(node);
         }
-        self.add_empty_non_terminals(&mut nodes);
-        let nsec3 = self.nsec3_chain(&nodes, nsec3_nodes, &first_file);
+        drop(groups);
+        drop(sorted);
+        drop(records);
+        let nsec3 = self.nsec3_chain(nsec3param, nsec3_nodes, &first_file);
+        self.offset(self.bytes.len(), &first_file);
 
         if !self.errors.is_empty() {
             return Err(self.errors);
         }
-        let (negative_ttl, serial) = match soa {
-            Some(RecordData::Soa(soa_data)) => {
-                let ttl = nodes[self.apex_key.as_bytes()]
-                    .rrset(Rtype::SOA)
-                    .map_or(Ttl::ZERO, RRset::ttl);
-                // RFC 2308 §3: the negative TTL is the smaller of the SOA's TTL and MINIMUM.
+        let (negative_ttl, serial) = match soa.as_ref().map(|r| (r.ttl(), r.data())) {
+            // RFC 2308 §3: the negative TTL is the smaller of the SOA's TTL and MINIMUM.
+            Some((ttl, RecordData::Soa(soa_data))) => {
                 (ttl.min(soa_data.minimum()), soa_data.serial())
             }
             _ => unreachable!("a zone without SOA has errors"),
         };
-        // Canonical order is byte order, so this list comes out sorted.
-        let redirects = nodes
-            .iter()
-            .filter(|(_, node)| !node.occluded && (node.cut || node.rrset(Rtype::DNAME).is_some()))
-            .map(|(key, _)| Box::<[u8]>::from(key.as_bytes()))
-            .collect();
-        let zone = Zone {
-            redirects,
+        self.rrsets.shrink_to_fit();
+        nodes.shrink_to_fit();
+        keys.shrink_to_fit();
+        let store = Store {
+            bytes: Bytes::from(self.bytes.into_boxed_slice()),
+            rrsets: self.rrsets,
+            class,
+        };
+        let mut zone = Zone {
+            redirects: Vec::new(),
             apex: self.apex,
             apex_key: self.apex_key,
-            class: class.unwrap_or(Class::IN),
+            class,
+            store,
             nodes,
+            keys,
             negative_ttl,
             nsec3,
             serial,
             record_count,
         };
+        // Canonical order is byte order, so this list comes out sorted.
+        zone.redirects = (0..zone.nodes.len())
+            .filter(|&i| {
+                let node = zone.node_of(&zone.nodes[i]);
+                !node.occluded() && (node.cut() || node.rrset(Rtype::DNAME).is_some())
+            })
+            .map(|i| Box::<[u8]>::from(zone.key_at(i)))
+            .collect();
         Ok((zone, self.warnings))
+    }
+
+    /// A store offset as the store keeps it: zones up to 4 GiB of data.
+    fn offset(&mut self, at: usize, file: &Arc<str>) -> u32 {
+        u32::try_from(at).unwrap_or_else(|_| {
+            if self.errors.is_empty() {
+                self.errors.push(ZoneProblem {
+                    file: file.clone(),
+                    line: 0,
+                    message: "the zone holds more than 4 GiB of data".into(),
+                });
+            }
+            0
+        })
     }
 
     /// Exactly one SOA, at the apex, and NS at the apex (RFC 1035 §5.2).
     fn check_soa_and_ns(
         &mut self,
-        by_name: &BTreeMap<CanonicalKey, Vec<Placed>>,
+        groups: &[Group],
+        records: &[SourcedRecord],
+        sorted: &[u32],
         first_file: &Arc<str>,
-    ) -> Option<RecordData> {
+    ) -> Option<Record> {
         let mut soa = None;
-        for (key, placed) in by_name {
-            for p in placed.iter().filter(|p| p.record.rtype() == Rtype::SOA) {
-                if key != &self.apex_key {
+        let mut apex_records: &[u32] = &[];
+        for group in groups {
+            let placed = &sorted[group.records.clone()];
+            let is_apex = group.key == self.apex_key;
+            if is_apex {
+                apex_records = placed;
+            }
+            for p in placed.iter().map(|&i| &records[i as usize]) {
+                if p.record.rtype() != Rtype::SOA {
+                    continue;
+                }
+                if !is_apex {
                     self.errors.push(Self::problem(
                         p,
                         format!(
@@ -348,81 +665,130 @@ impl ZoneBuilder {
                     self.errors
                         .push(Self::problem(p, "a second SOA record at the apex".into()));
                 } else {
-                    soa = Some(p.record.data().clone());
+                    soa = Some(p.record.clone());
                 }
             }
         }
-        let apex_records = by_name.get(self.apex_key.as_bytes());
-        let missing = |what: &str| ZoneProblem {
+        let mut apex_records = apex_records.iter().map(|&i| &records[i as usize]);
+        let missing = |what: &str, line: Option<u32>| ZoneProblem {
             file: first_file.clone(),
-            line: apex_records.and_then(|p| p.first()).map_or(1, |p| p.line),
+            line: line.unwrap_or(1),
             message: format!(
                 "no {what} record at the zone apex {}",
                 name_text(&self.apex)
             ),
         };
+        let first_line = apex_records.clone().next().map(|p| p.line);
         if soa.is_none() {
-            self.errors.push(missing("SOA"));
+            self.errors.push(missing("SOA", first_line));
         }
-        let has_ns = apex_records.is_some_and(|p| p.iter().any(|p| p.record.rtype() == Rtype::NS));
-        if !has_ns {
-            self.errors.push(missing("NS"));
+        if !apex_records.any(|p| p.record.rtype() == Rtype::NS) {
+            self.errors.push(missing("NS", first_line));
         }
         soa
     }
 
-    /// Groups one name's records into RRsets and checks CNAME and DNAME rules.
-    fn node_from(&mut self, placed: Vec<Placed>) -> Node {
-        let name = placed[0].record.owner().clone();
-        let mut rrsets: Vec<(RRset, u32)> = Vec::new();
-        let mut signatures = Vec::new();
+    /// Writes the owner name into the store and makes its node.
+    fn node_named(&mut self, name: &Name) -> NodeEntry {
+        let name_at = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(name.as_slice());
+        NodeEntry {
+            name_at,
+            key_end: 0,
+            rrsets_at: self.rrsets.len() as u32,
+            rrsets_len: 0,
+            signatures: Span::default(),
+            // A name is at most 255 octets (RFC 1035 §3.1).
+            name_len: name.as_slice().len() as u8,
+            cut: false,
+            occluded: false,
+        }
+    }
+
+    fn empty_node(&mut self, name: &Name) -> NodeEntry {
+        self.node_named(name)
+    }
+
+    /// Writes one record into the store; false (and an error) if it would
+    /// not come back as it went in.
+    fn write_record(&mut self, place: &SourcedRecord, record: &Record, ttl: Ttl) -> bool {
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(&ttl.as_secs().to_be_bytes());
+        self.bytes.extend_from_slice(&[0, 0]);
+        // Composing into a Vec cannot fail.
+        let _ = record.data().compose_rdata(&mut self.bytes);
+        let wire = &self.bytes[at + 6..];
+        let stored = u16::try_from(wire.len())
+            .ok()
+            .filter(|_| decodes_to(record.rtype(), wire, record.data()));
+        match stored {
+            Some(len) => {
+                self.bytes[at + 4..at + 6].copy_from_slice(&len.to_be_bytes());
+                true
+            }
+            None => {
+                self.bytes.truncate(at);
+                self.errors.push(Self::problem(
+                    place,
+                    format!("the {} record's data cannot be stored", record.rtype()),
+                ));
+                false
+            }
+        }
+    }
+
+    /// Groups one name's records into RRsets, checks CNAME and DNAME rules,
+    /// and writes them into the store.
+    fn node_from(&mut self, placed: &[&SourcedRecord]) -> NodeEntry {
+        let name = placed[0].record.owner();
+        // (type, TTL, records with where they came from)
+        type Set<'a> = (Rtype, Ttl, Vec<&'a SourcedRecord>);
+        let mut rrsets: Vec<Set<'_>> = Vec::new();
+        let mut signatures: Vec<&SourcedRecord> = Vec::new();
         // Duplicates (equal but for the TTL, RFC 2181 §5) are dropped. A set,
         // not a scan of the RRset: one name may own a million records.
         let mut seen: HashSet<&Record> = HashSet::with_capacity(placed.len());
-        for p in &placed {
+        for &p in placed {
             if !seen.insert(&p.record) {
                 continue;
             }
             let rtype = p.record.rtype();
             if rtype == Rtype::RRSIG {
-                signatures.push(p.record.clone());
+                signatures.push(p);
                 continue;
             }
-            match rrsets.iter_mut().find(|(r, _)| r.rtype == rtype) {
-                Some((rrset, _)) => {
-                    let mut record = p.record.clone();
-                    if record.ttl() != rrset.ttl() {
+            match rrsets.iter_mut().find(|(t, _, _)| *t == rtype) {
+                Some((_, ttl, records)) => {
+                    if p.record.ttl() != *ttl {
                         // RFC 2181 §5.2: one TTL per RRset; keep the first.
                         self.warnings.push(Self::problem(
                             p,
                             format!(
                                 "TTL {} differs from the {} RRset's TTL {}: using {}",
-                                record.ttl().as_secs(),
+                                p.record.ttl().as_secs(),
                                 rtype,
-                                rrset.ttl().as_secs(),
-                                rrset.ttl().as_secs()
+                                ttl.as_secs(),
+                                ttl.as_secs()
                             ),
                         ));
-                        record.set_ttl(rrset.ttl());
                     }
-                    rrset.records.push(record);
+                    records.push(p);
                 }
-                None => rrsets.push((
-                    RRset {
-                        rtype,
-                        records: vec![p.record.clone()],
-                        signatures: Vec::new(),
-                    },
-                    p.line,
-                )),
+                None => rrsets.push((rtype, p.record.ttl(), vec![p])),
             }
         }
+        let count_of = |rtype: Rtype| {
+            rrsets
+                .iter()
+                .find(|(t, _, _)| *t == rtype)
+                .map_or(0, |(_, _, r)| r.len())
+        };
         let place_of = |rtype: Rtype| placed.iter().find(|p| p.record.rtype() == rtype);
         if let Some(cname) = place_of(Rtype::CNAME) {
             // RFC 2181 §10.1, RFC 4035 §2.5: beside a CNAME only DNSSEC records may stand.
             let others: Vec<String> = rrsets
                 .iter()
-                .map(|(r, _)| r.rtype)
+                .map(|(t, _, _)| *t)
                 .filter(|t| ![Rtype::CNAME, Rtype::NSEC, Rtype::RRSIG].contains(t))
                 .map(|t| t.to_string())
                 .collect();
@@ -431,111 +797,139 @@ impl ZoneBuilder {
                     cname,
                     format!(
                         "CNAME at {} stands beside other data ({})",
-                        name_text(&name),
+                        name_text(name),
                         others.join(", ")
                     ),
                 ));
             }
-            let count = rrsets
-                .iter()
-                .find(|(r, _)| r.rtype == Rtype::CNAME)
-                .map_or(0, |(r, _)| r.records.len());
-            if count > 1 {
+            if count_of(Rtype::CNAME) > 1 {
                 self.errors.push(Self::problem(
                     cname,
-                    format!("more than one CNAME record at {}", name_text(&name)),
+                    format!("more than one CNAME record at {}", name_text(name)),
                 ));
             }
         }
-        if let Some(dname) = place_of(Rtype::DNAME) {
-            let count = rrsets
-                .iter()
-                .find(|(r, _)| r.rtype == Rtype::DNAME)
-                .map_or(0, |(r, _)| r.records.len());
-            if count > 1 {
-                // RFC 6672 §2.4: at most one DNAME per owner.
-                self.errors.push(Self::problem(
-                    dname,
-                    format!("more than one DNAME record at {}", name_text(&name)),
-                ));
+        if let Some(dname) = place_of(Rtype::DNAME)
+            && count_of(Rtype::DNAME) > 1
+        {
+            // RFC 6672 §2.4: at most one DNAME per owner.
+            self.errors.push(Self::problem(
+                dname,
+                format!("more than one DNAME record at {}", name_text(name)),
+            ));
+        }
+
+        let mut node = self.node_named(name);
+        // Signatures grouped by the type they cover, so that each RRset's
+        // are a run of the node's.
+        signatures.sort_by_key(|sig| covered_type(&sig.record).map(Rtype::to_int));
+        let mut signature_offsets = Vec::with_capacity(signatures.len());
+        for sig in &signatures {
+            let at = self.bytes.len() as u32;
+            if self.write_record(sig, &sig.record, sig.record.ttl()) {
+                signature_offsets.push(at);
             }
         }
-        let mut rrsets: Vec<RRset> = rrsets.into_iter().map(|(r, _)| r).collect();
-        for rrset in &mut rrsets {
-            rrset.signatures = signatures
+        node.signatures = Span {
+            at: signature_offsets.first().copied().unwrap_or(0),
+            count: signature_offsets.len() as u32,
+        };
+        for (rtype, ttl, records) in rrsets {
+            let at = self.bytes.len() as u32;
+            let count = records
                 .iter()
-                .filter(|sig| covered_type(sig) == Some(rrset.rtype))
-                .cloned()
+                .filter(|p| self.write_record(p, &p.record, ttl))
+                .count() as u32;
+            let covering: Vec<usize> = signatures
+                .iter()
+                .enumerate()
+                .filter(|(_, sig)| covered_type(&sig.record) == Some(rtype))
+                .map(|(i, _)| i)
                 .collect();
+            let signatures = match (
+                covering.first(),
+                signature_offsets.len() == signatures.len(),
+            ) {
+                (Some(&first), true) => Span {
+                    at: signature_offsets[first],
+                    count: covering.len() as u32,
+                },
+                _ => Span::default(),
+            };
+            self.rrsets.push(RRsetEntry {
+                rtype,
+                records: Span { at, count },
+                signatures,
+            });
+            node.rrsets_len += 1;
         }
-        // Most RRsets hold one or two records: without this, each would keep
-        // room for four (Vec's first growth), most of a zone's memory.
-        for rrset in &mut rrsets {
-            rrset.records.shrink_to_fit();
-            rrset.signatures.shrink_to_fit();
-        }
-        rrsets.shrink_to_fit();
-        signatures.shrink_to_fit();
-        Node {
-            name,
-            rrsets,
-            signatures,
-            cut: false,
-            occluded: false,
-        }
+        node
     }
 
-    fn add_empty_non_terminals(&self, nodes: &mut BTreeMap<CanonicalKey, Node>) {
-        let mut missing: Vec<Name> = Vec::new();
-        for (key, node) in nodes.iter() {
-            let mut name = node.name.clone();
-            for len in ancestor_lengths(key.as_bytes())
-                .filter(|&l| l > self.apex_key.as_bytes().len() && l < key.as_bytes().len())
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
+    /// Adds a group for every empty non-terminal: a name with no records of
+    /// its own but names below it (RFC 4592 §2.2.2), and sorts the groups.
+    fn add_empty_non_terminals(
+        &self,
+        groups: &mut Vec<Group>,
+        records: &[SourcedRecord],
+        sorted: &[u32],
+    ) {
+        let apex_len = self.apex_key.as_bytes().len();
+        let mut missing: Vec<Group> = Vec::new();
+        for group in groups.iter() {
+            let key = group.key.as_bytes();
+            let lengths: Vec<usize> = ancestor_lengths(key)
+                .filter(|&l| l > apex_len && l < key.len())
+                .collect();
+            if lengths.is_empty() {
+                continue;
+            }
+            let mut name = records[sorted[group.records.start] as usize]
+                .record
+                .owner()
+                .clone();
+            for &len in lengths.iter().rev() {
                 name = name
                     .parent()
                     .expect("a proper descendant of the apex has a parent");
-                let ancestor = &key.as_bytes()[..len];
-                if !nodes.contains_key(ancestor) {
-                    missing.push(name.clone());
+                let ancestor = &key[..len];
+                if groups
+                    .binary_search_by(|g| g.key.as_bytes().cmp(ancestor))
+                    .is_err()
+                {
+                    missing.push(Group {
+                        key: CanonicalKey::from_bytes(ancestor),
+                        records: 0..0,
+                        empty: Some(name.clone()),
+                    });
                 }
             }
         }
-        for name in missing {
-            nodes
-                .entry(CanonicalKey::of(&name))
-                .or_insert_with(|| Node {
-                    name,
-                    rrsets: Vec::new(),
-                    signatures: Vec::new(),
-                    cut: false,
-                    occluded: false,
-                });
+        if missing.is_empty() {
+            return;
         }
+        missing.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        missing.dedup_by(|a, b| a.key == b.key);
+        groups.extend(missing);
+        groups.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     }
 
     /// The NSEC3 chain, hashed with the apex NSEC3PARAM's parameters.
     fn nsec3_chain(
         &mut self,
-        nodes: &BTreeMap<CanonicalKey, Node>,
-        nsec3_nodes: Vec<Node>,
+        param: Option<RecordData>,
+        nsec3_nodes: Vec<(NodeEntry, Name)>,
         first_file: &Arc<str>,
     ) -> Option<Nsec3Chain> {
         if nsec3_nodes.is_empty() {
             return None;
         }
-        let param = nodes
-            .get(self.apex_key.as_bytes())
-            .and_then(|apex| apex.rrset(Rtype::NSEC3PARAM))
-            .and_then(|r| match r.records[0].data() {
-                RecordData::Nsec3param(p) => {
-                    Some((p.hash_algorithm(), p.iterations(), p.salt().clone()))
-                }
-                _ => None,
-            });
+        let param = param.and_then(|data| match data {
+            RecordData::Nsec3param(p) => {
+                Some((p.hash_algorithm(), p.iterations(), p.salt().clone()))
+            }
+            _ => None,
+        });
         let Some((algorithm, iterations, salt)) = param else {
             self.warnings.push(ZoneProblem {
                 file: first_file.clone(),
@@ -547,8 +941,8 @@ impl ZoneBuilder {
             return None;
         };
         let mut by_hash = BTreeMap::new();
-        for node in nsec3_nodes {
-            let label = node.name.first().as_slice();
+        for (node, name) in nsec3_nodes {
+            let label = name.first().as_slice();
             match base32hex_decode(label) {
                 Some(hash) => {
                     by_hash.insert(hash, node);
@@ -556,10 +950,7 @@ impl ZoneBuilder {
                 None => self.warnings.push(ZoneProblem {
                     file: first_file.clone(),
                     line: 0,
-                    message: format!(
-                        "NSEC3 owner {} is not a base32hex hash",
-                        name_text(&node.name)
-                    ),
+                    message: format!("NSEC3 owner {} is not a base32hex hash", name_text(&name)),
                 }),
             }
         }
@@ -581,29 +972,36 @@ struct Occluder {
 impl Occluder {
     /// Sets the node's `cut` and `occluded` flags, visiting names in canonical
     /// order; returns a warning for data that will not be served.
-    fn mark(&mut self, key: &CanonicalKey, node: &mut Node, apex: &CanonicalKey) -> Option<String> {
+    fn mark(
+        &mut self,
+        key: &CanonicalKey,
+        node: &mut NodeEntry,
+        rrsets: &[RRsetEntry],
+        name: &Name,
+        apex: &CanonicalKey,
+    ) -> Option<String> {
         let key = key.as_bytes();
+        let has = |rtype: Rtype| rrsets.iter().any(|r| r.rtype == rtype);
         if let Some((above, why)) = &self.above {
             if key.starts_with(above) {
                 node.occluded = true;
                 // Addresses below a delegation are glue; anything else is lost.
-                let glue_only = node
-                    .rrsets
+                let glue_only = rrsets
                     .iter()
                     .all(|r| *why == "delegation" && [Rtype::A, Rtype::AAAA].contains(&r.rtype));
                 return (!glue_only).then(|| {
                     format!(
                         "{} is below a {why} and will not be served",
-                        name_text(&node.name)
+                        name_text(name)
                     )
                 });
             }
             self.above = None;
         }
-        node.cut = key != apex.as_bytes() && node.rrset(Rtype::NS).is_some();
+        node.cut = key != apex.as_bytes() && has(Rtype::NS);
         if node.cut {
             self.above = Some((key.to_vec(), "delegation"));
-        } else if node.rrset(Rtype::DNAME).is_some() {
+        } else if has(Rtype::DNAME) {
             self.above = Some((key.to_vec(), "DNAME"));
         }
         None
@@ -722,8 +1120,7 @@ mod tests {
         assert!(
             node.rrset(Rtype::A)
                 .unwrap()
-                .records
-                .iter()
+                .records()
                 .all(|r| r.ttl().as_secs() == 100)
         );
     }
@@ -736,7 +1133,7 @@ mod tests {
                 .node(CanonicalKey::of(&name_from_str(name).unwrap()).as_bytes())
                 .unwrap();
             assert!(node.is_empty_non_terminal(), "{name}");
-            assert_eq!(name_text(&node.name), format!("{name}."));
+            assert_eq!(name_text(&node.name()), format!("{name}."));
         }
     }
 
@@ -750,10 +1147,10 @@ mod tests {
             zone.node(CanonicalKey::of(&name_from_str(n).unwrap()).as_bytes())
                 .unwrap()
         };
-        assert!(node("child.example.org").cut);
-        assert!(!node("child.example.org").occluded);
-        assert!(node("ns.child.example.org").occluded);
-        assert!(node("below.child.example.org").occluded);
+        assert!(node("child.example.org").cut());
+        assert!(!node("child.example.org").occluded());
+        assert!(node("ns.child.example.org").occluded());
+        assert!(node("below.child.example.org").occluded());
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].message.contains("below.child.example.org."));
     }
@@ -779,22 +1176,27 @@ mod tests {
             zone.node(CanonicalKey::of(&name_from_str(n).unwrap()).as_bytes())
                 .unwrap()
         };
+        assert_eq!(node("x.example.org").rrset(Rtype::TXT).unwrap().len(), 1);
         assert_eq!(
-            node("x.example.org")
-                .rrset(Rtype::TXT)
-                .unwrap()
-                .records
-                .len(),
-            1
-        );
-        assert_eq!(
-            node("big.example.org")
-                .rrset(Rtype::PTR)
-                .unwrap()
-                .records
-                .len(),
+            node("big.example.org").rrset(Rtype::PTR).unwrap().len(),
             50_000
         );
+    }
+
+    #[test]
+    fn records_come_back_from_the_store_as_loaded() {
+        let text = format!(
+            "{HEAD}x 100 A 192.0.2.1\nx 100 A 192.0.2.2\nx MX 10 Mail.Example.org.\n\
+             x TXT \"a\" \"b c\"\nx TYPE65280 \\# 3 010203\nx HTTPS 1 . alpn=h2\n"
+        );
+        let apex = name_from_str("example.org").unwrap();
+        let loaded = parse_zone_text(&text, "db.example.org", &apex).unwrap();
+        let (zone, _) = zone(&text).unwrap();
+        let mut want: Vec<String> = loaded.iter().map(|r| r.record.to_string()).collect();
+        let mut got: Vec<String> = zone.records().map(|r| r.to_string()).collect();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -580,7 +580,7 @@ fn zone_text(apex: &Name, zone: &Zone) -> String {
         name_text(apex),
         zone.serial().into_int()
     );
-    let records: Vec<&Record> = zone.records().collect();
+    let records: Vec<Record> = zone.records().collect();
     for record in records.iter().filter(|r| r.rtype() == Rtype::SOA) {
         push_record(&mut text, record);
     }
@@ -676,7 +676,7 @@ fn apply(zone: &Zone, diffs: &[IxfrDiff]) -> Result<Vec<Record>, String> {
     let mut records: std::collections::BTreeMap<String, Record> = zone
         .records()
         .filter(|r| r.rtype() != Rtype::SOA)
-        .map(|r| (record_key(r), r.clone()))
+        .map(|r| (record_key(&r), r))
         .collect();
     let mut serial = zone.serial().into_int();
     let mut soa = None;
@@ -709,7 +709,7 @@ fn apply(zone: &Zone, diffs: &[IxfrDiff]) -> Result<Vec<Record>, String> {
 /// Refresh, retry and expire of the zone's SOA, raised to at least a second.
 fn timers(zone: &Zone) -> Timers {
     let soa = zone.records().find(|r| r.rtype() == Rtype::SOA);
-    let (refresh, retry, expire) = match soa.map(|r| r.data()) {
+    let (refresh, retry, expire) = match soa.as_ref().map(|r| r.data()) {
         Some(RecordData::Soa(soa)) => (
             soa.refresh().as_secs(),
             soa.retry().as_secs(),

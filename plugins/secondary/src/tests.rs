@@ -124,7 +124,7 @@ fn a_transfer_is_saved_atomically_and_only_when_valid() {
     let dir = std::env::temp_dir().join(format!("oxidns-secondary-unit-{}", std::process::id()));
     let path = dir.join("db.example.org");
     let v1 = zone(V1);
-    let records: Vec<Record> = v1.records().cloned().collect();
+    let records: Vec<Record> = v1.records().collect();
     let (serial, fresh) = install_blocking(&apex(), &path, records.clone(), None, None).unwrap();
     assert_eq!(serial, 1);
     let served = fresh.unwrap();
@@ -141,7 +141,7 @@ fn a_transfer_is_saved_atomically_and_only_when_valid() {
     );
     // Invalid (a CNAME beside other data): refused, the old zone stays.
     let v2 = zone(&V1.replace(" 1 60", " 2 60"));
-    let mut broken: Vec<Record> = v2.records().cloned().collect();
+    let mut broken: Vec<Record> = v2.records().collect();
     let www = broken
         .iter()
         .find(|r| r.owner().to_string().starts_with("www"))
@@ -155,7 +155,7 @@ fn a_transfer_is_saved_atomically_and_only_when_valid() {
     ));
     assert!(install_blocking(&apex(), &path, broken, Some(1), Some(served.clone())).is_err());
     assert_eq!(served.current().serial().into_int(), 1);
-    let good: Vec<Record> = v2.records().cloned().collect();
+    let good: Vec<Record> = v2.records().collect();
     let (serial, fresh) =
         install_blocking(&apex(), &path, good, Some(1), Some(served.clone())).unwrap();
     assert_eq!((serial, fresh.is_none()), (2, true));

@@ -353,9 +353,9 @@ async fn produce(
     let mut chunker = Chunker::new(sender);
     let sent = match &plan {
         Plan::Full => {
-            let records = std::iter::once(&current_soa)
+            let records = std::iter::once(current_soa.clone())
                 .chain(zone.records().filter(|r| r.rtype() != Rtype::SOA))
-                .chain(std::iter::once(&current_soa));
+                .chain(std::iter::once(current_soa.clone()));
             chunker.send_all(records).await
         }
         Plan::Incremental(diff) => {
@@ -400,9 +400,14 @@ impl Chunker {
     }
 
     /// Sends every record; the count sent, or `None` if the receiver is gone.
-    async fn send_all<'r>(&mut self, records: impl Iterator<Item = &'r Record>) -> Option<usize> {
+    async fn send_all<R: std::borrow::Borrow<Record>>(
+        &mut self,
+        records: impl Iterator<Item = R>,
+    ) -> Option<usize> {
         let mut count = 0;
         for record in records {
+            // Owned records come from the zone, decoded as they are sent.
+            let record = record.borrow();
             self.scratch.clear();
             let _ = record.compose(&mut self.scratch);
             let size = self.scratch.len();
