@@ -404,3 +404,30 @@ fn wait_until(condition: impl Fn() -> bool) -> bool {
     }
     false
 }
+
+#[test]
+fn a_transfer_beyond_max_records_is_refused_and_counted() {
+    let primary_dir = TempDir::new("secondary-max-primary");
+    let primary = oxidns_primary(&primary_dir, &zone(1), None);
+    let zones = TempDir::new("secondary-max");
+    let metrics_port = free_fixed_port();
+    // The zone has over 300 records: a bound of 100 refuses it.
+    let ours = Oxidns::start(&format!(
+        "example.org:0 {{\n bind 127.0.0.1\n prometheus 127.0.0.1:{metrics_port}\n \
+         secondary {{\n  transfer from {}\n  directory {}\n  max_records 100\n }}\n}}\n",
+        primary.addr(),
+        zones.0.display()
+    ));
+    let metrics = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let counted = || {
+        http_get(metrics, "/metrics").is_some_and(|m| {
+            metric_sum(&m, "oxidns_secondary_transfers_too_large_total", &[]) >= 1.0
+        })
+    };
+    assert!(wait_until(counted), "log:\n{}", log_of(&ours));
+    assert_eq!(www(ours.addr()), Err(Rcode::SERVFAIL), "no zone is served");
+    assert!(
+        std::fs::read_dir(&zones.0).unwrap().next().is_none(),
+        "nothing is written to disk"
+    );
+}

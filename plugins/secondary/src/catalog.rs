@@ -333,6 +333,9 @@ impl Secondary {
         let primaries = catalog.map(|c| c.primaries.clone()).unwrap_or_default();
         let mut slot = Slot::new(zone.clone(), primaries, self.member_path(zone, owner));
         slot.key = catalog.and_then(|c| c.key.clone());
+        if let Some(catalog) = catalog {
+            slot.max_records = catalog.max_records;
+        }
         self.sources.register(slot.set.clone());
         slot
     }

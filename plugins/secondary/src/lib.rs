@@ -72,6 +72,7 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
         let mut directory = None;
         let mut is_catalog = false;
         let mut key = None;
+        let mut max_records = XfrOptions::default().max_records;
         for line in &directive.block {
             match line.name.text.as_str() {
                 "transfer" => {
@@ -106,6 +107,16 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
                     line.args_between(0, 0)?;
                     is_catalog = true;
                 }
+                "max_records" => {
+                    let text = &line.args_between(1, 1)?[0].text;
+                    max_records =
+                        text.parse()
+                            .ok()
+                            .filter(|&n: &usize| n > 0)
+                            .ok_or_else(|| {
+                                line.error(format!("'{text}' is not a positive count of records"))
+                            })?;
+                }
                 _ => return Err(directive.unknown_property(line)),
             }
         }
@@ -121,6 +132,7 @@ fn setup(setup: &mut Setup<'_>) -> Result<(), ConfigError> {
             let path = dir.join(format!("db.{folder}"));
             let mut slot = Slot::new(apex, primaries.clone(), path);
             slot.key = key.clone();
+            slot.max_records = max_records;
             if is_catalog {
                 slot.catalog = true;
                 slot.member_directory = directory.clone();
@@ -219,6 +231,9 @@ struct Slot {
     /// The TSIG key (`key`): signs our SOA queries and transfers, whose
     /// answers must verify, and NOTIFY must come signed with it.
     key: Option<Arc<Key>>,
+    /// The most records a transfer may bring (`max_records`): a primary
+    /// cannot make us hold an endless zone.
+    max_records: usize,
 }
 
 /// What a check did.
@@ -253,6 +268,7 @@ impl Slot {
             catalog: false,
             member_directory: None,
             key: None,
+            max_records: XfrOptions::default().max_records,
         };
         slot.load_from_disk();
         slot
@@ -308,6 +324,7 @@ impl Slot {
     fn xfr_options(&self) -> XfrOptions {
         XfrOptions {
             key: self.key.clone(),
+            max_records: self.max_records,
             ..XfrOptions::default()
         }
     }
@@ -381,7 +398,13 @@ impl Slot {
             Some(records) => records,
             None => xfr::axfr(primary, &self.apex, self.xfr_options())
                 .await
-                .map_err(|e| format!("AXFR: {e}"))?,
+                .map_err(|e| {
+                    if matches!(e, xfr::XfrError::TooLarge) {
+                        metrics::counter!("oxidns_secondary_transfers_too_large_total", "zone" => self.zone())
+                            .increment(1);
+                    }
+                    format!("AXFR: {e}")
+                })?,
         };
         let serial = self.install(records, ours).await?;
         tracing::info!(
