@@ -309,7 +309,12 @@ impl Zone {
         apex: &Name,
         records: Vec<SourcedRecord>,
     ) -> Result<(Zone, Vec<ZoneProblem>), Vec<ZoneProblem>> {
-        ZoneBuilder::new(apex).build(records)
+        let loaded = records.len();
+        let built = ZoneBuilder::new(apex).build(records);
+        if loaded >= RELEASE_AFTER_RECORDS {
+            release_free_memory();
+        }
+        built
     }
 
     /// Reads a zone file and builds the zone: syntax errors and data errors
@@ -423,6 +428,29 @@ impl Zone {
     pub(crate) fn apex_node(&self) -> Node<'_> {
         self.node(self.apex_key.as_bytes())
             .expect("the apex node always exists")
+    }
+}
+
+/// Zones of at least this many records give the memory of their load back
+/// to the system once built.
+const RELEASE_AFTER_RECORDS: usize = 10_000;
+
+/// Returns the memory freed after a load (the parsed records, about twice
+/// the built zone) to the system. glibc keeps freed memory in its arenas:
+/// after a 1M-record zone the process would otherwise keep ~130 MB more
+/// resident than the zone needs, for good.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            /// glibc's `malloc_trim(3)`.
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim takes no pointers and only returns free memory
+        // to the kernel; it is safe to call at any time from any thread.
+        unsafe {
+            malloc_trim(0);
+        }
     }
 }
 
