@@ -193,9 +193,25 @@ type ZoneTable = HashMap<Box<[u8]>, (Name, Arc<Block>)>;
 /// Picks the server block for a question: the longest zone that contains it.
 pub struct ZoneRouter {
     zones: ZoneTable,
+    /// Which wire lengths (1 to 255) the zones have, one bit each: a suffix
+    /// of the query name of another length is not looked up. Most servers
+    /// have a zone or two, so a query costs one lookup instead of one per label.
+    lengths: [u64; 4],
 }
 
 impl ZoneRouter {
+    fn new(zones: ZoneTable) -> ZoneRouter {
+        let mut lengths = [0u64; 4];
+        for wire in zones.keys() {
+            lengths[wire.len() / 64] |= 1 << (wire.len() % 64);
+        }
+        ZoneRouter { zones, lengths }
+    }
+
+    fn has_length(&self, len: usize) -> bool {
+        self.lengths[len / 64] & (1 << (len % 64)) != 0
+    }
+
     /// The block and zone for `qname`, walking from the full name up to the root.
     pub fn route(&self, qname: &Name) -> Option<(&Name, &Arc<Block>)> {
         let mut wire = [0u8; 255];
@@ -205,7 +221,10 @@ impl ZoneRouter {
         wire.make_ascii_lowercase_labels();
         let mut pos = 0;
         loop {
-            if let Some((zone, block)) = self.zones.get(&wire[pos..]) {
+            let suffix = &wire[pos..];
+            if self.has_length(suffix.len())
+                && let Some((zone, block)) = self.zones.get(suffix)
+            {
                 return Some((zone, block));
             }
             let len = usize::from(*wire.get(pos)?);
@@ -405,8 +424,50 @@ fn group_listeners(blocks: &[Arc<Block>]) -> Result<Vec<ListenerSpec>, Vec<Confi
         .into_iter()
         .map(|(addr, zones, limits)| ListenerSpec {
             addr,
-            router: Arc::new(ZoneRouter { zones }),
+            router: Arc::new(ZoneRouter::new(zones)),
             limits,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_util::config;
+    use oxidns_proto::{name_from_str, name_text};
+
+    #[test]
+    fn the_longest_zone_that_contains_the_name_gets_it() {
+        let config = config(
+            "example.org:0 {\n}\nsub.example.org:0 {\n}\n.:0 {\n}\nexample.net:0 {\n}\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.listeners.len(), 1);
+        let router = &config.listeners[0].router;
+        let zone_of = |name: &str| {
+            router
+                .route(&name_from_str(name).unwrap())
+                .map(|(zone, _)| name_text(zone))
+        };
+        assert_eq!(
+            zone_of("a.b.sub.example.org").as_deref(),
+            Some("sub.example.org.")
+        );
+        assert_eq!(zone_of("A.Example.ORG").as_deref(), Some("example.org."));
+        assert_eq!(zone_of("example.net").as_deref(), Some("example.net."));
+        assert_eq!(zone_of("xexample.org").as_deref(), Some("."));
+        assert_eq!(zone_of(".").as_deref(), Some("."));
+    }
+
+    #[test]
+    fn without_a_root_zone_other_names_have_no_block() {
+        let config = config("example.org:0 {\n}\n", &[]).unwrap();
+        let router = &config.listeners[0].router;
+        assert!(
+            router
+                .route(&name_from_str("example.com").unwrap())
+                .is_none()
+        );
+        assert!(router.route(&name_from_str("org").unwrap()).is_none());
+    }
 }

@@ -38,7 +38,7 @@ impl Fallthrough {
         match self {
             Fallthrough::Never => false,
             Fallthrough::Always => true,
-            Fallthrough::Zones(zones) => zones.iter().any(|z| qname.ends_with(z)),
+            Fallthrough::Zones(zones) => zones.iter().any(|z| oxidns_proto::in_zone(qname, z)),
         }
     }
 

@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ipnet::IpNet;
-use oxidns_server::proto::{EdnsOption, Name, Rcode, Response, Rtype, name_text, option_code};
+use oxidns_server::proto::{
+    EdnsOption, Name, Rcode, Response, Rtype, in_zone, name_text, option_code,
+};
 use oxidns_server::{
     ConfigError, Directive, Handler, HandlerFuture, Next, PluginEntry, Request, Setup,
 };
@@ -62,7 +64,7 @@ impl Rule {
     fn zone_of(&self, qname: &Name) -> Option<&Name> {
         self.zones
             .iter()
-            .filter(|zone| qname.ends_with(*zone))
+            .filter(|zone| in_zone(qname, zone))
             .max_by_key(|zone| zone.label_count())
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use oxidns_server::OwnedNext;
 use oxidns_server::proto::{
-    Class, Name, Opcode, OptRcode, Query, Record, RecordData, Response, Rtype, Ttl,
+    Class, Name, Opcode, OptRcode, Query, Record, RecordData, Response, Rtype, Ttl, in_zone,
 };
 use oxidns_server::{Handler, HandlerFuture, Next, PluginError, Request, Transport};
 use quick_cache::{DefaultHashBuilder, Equivalent, Lifecycle, UnitWeighter};
@@ -498,7 +498,7 @@ impl Inner {
                 .settings
                 .zones
                 .iter()
-                .any(|zone| query.qname.ends_with(zone))
+                .any(|zone| in_zone(&query.qname, zone))
     }
 
     async fn serve(
@@ -660,7 +660,7 @@ impl Inner {
             Kind::Success => &settings.disable_success,
             Kind::Denial => &settings.disable_denial,
         };
-        if duration.is_zero() || disabled.iter().any(|zone| key.name.ends_with(zone)) {
+        if duration.is_zero() || disabled.iter().any(|zone| in_zone(&key.name, zone)) {
             return Err(response);
         }
         let cap = u32::try_from(duration.as_secs()).unwrap_or(u32::MAX);

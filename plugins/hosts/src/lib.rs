@@ -18,7 +18,9 @@ use arc_swap::ArcSwap;
 use oxidns_server::duration::parse_go_duration;
 use oxidns_server::fallthrough::Fallthrough;
 use oxidns_server::proto::domain::rdata::{A, Aaaa, Ptr};
-use oxidns_server::proto::{Class, Name, Rcode, Record, RecordData, Rtype, Ttl, lowercase};
+use oxidns_server::proto::{
+    Class, Name, Rcode, Record, RecordData, Rtype, Ttl, in_zone, lowercase,
+};
 use oxidns_server::{
     ConfigError, Directive, Handler, HandlerFuture, Lifecycle, Next, PluginEntry, Request, Setup,
 };
@@ -286,7 +288,7 @@ impl Hosts {
     fn answer(&self, request: &Request) -> Option<oxidns_server::proto::Response> {
         let qname = lowercase(request.qname());
         let qtype = request.qtype();
-        let in_zone = self.origins.iter().any(|zone| qname.ends_with(zone));
+        let in_zone = self.origins.iter().any(|zone| in_zone(&qname, zone));
         // Reverse zones need not be among the plugin's zones.
         if !in_zone && qtype != Rtype::PTR {
             return None;

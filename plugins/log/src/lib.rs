@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use oxidns_server::proto::{
-    Class, Name, Opcode, Rcode, RecordData, Response, Rtype, lowercase, name_from_str, name_text,
+    Class, Name, Opcode, Rcode, RecordData, Response, Rtype, in_zone, lowercase, name_from_str,
+    name_text,
 };
 use oxidns_server::{
     ConfigError, Directive, Handler, HandlerFuture, Next, PluginEntry, Request, Setup, Transport,
@@ -156,7 +157,7 @@ impl Handler for Logger {
 
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         let qname = request.qname();
-        if let Some(rule) = self.rules.iter().find(|r| qname.ends_with(&r.scope)) {
+        if let Some(rule) = self.rules.iter().find(|r| in_zone(qname, &r.scope)) {
             let rule = rule.clone();
             let start = Instant::now();
             request.on_written(move |request, response, wire| {

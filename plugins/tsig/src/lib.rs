@@ -30,7 +30,7 @@ use oxidns_server::proto::tsig::{
     self, Algorithm, Key, KeyRing, RequestCheck, Signer, TsigRecord, error,
 };
 use oxidns_server::proto::{
-    Name, Opcode, Rcode, Response, Rtype, lowercase, name_from_str, name_text,
+    Name, Opcode, Rcode, Response, Rtype, in_zone, lowercase, name_from_str, name_text,
 };
 use oxidns_server::{
     ConfigError, Directive, Handler, HandlerFuture, Next, PluginEntry, Request, Setup,
@@ -165,11 +165,7 @@ impl Handler for Tsig {
     }
 
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
-        if !self
-            .zones
-            .iter()
-            .any(|zone| request.qname().ends_with(zone))
-        {
+        if !self.zones.iter().any(|zone| in_zone(request.qname(), zone)) {
             return next.serve(request);
         }
         let record = match tsig::find(&request.query.message) {
