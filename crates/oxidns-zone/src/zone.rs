@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -292,6 +293,9 @@ pub struct Zone {
     nodes: Vec<NodeEntry>,
     /// The nodes' keys end to end: node `i`'s key ends at `nodes[i].key_end`.
     keys: Vec<u8>,
+    /// Exact-name lookups by hash: most lookups are of one name, and a
+    /// binary search of a million keys costs some twenty key comparisons.
+    index: NameIndex,
     pub(crate) negative_ttl: Ttl,
     pub(crate) nsec3: Option<Nsec3Chain>,
     pub(crate) serial: Serial,
@@ -400,7 +404,7 @@ impl Zone {
     }
 
     pub(crate) fn node(&self, key: &[u8]) -> Option<Node<'_>> {
-        let index = self.search(key).ok()?;
+        let index = self.index.find(key, |i| self.key_at(i))?;
         Some(self.node_of(&self.nodes[index]))
     }
 
@@ -450,6 +454,56 @@ fn release_free_memory() {
         // to the kernel; it is safe to call at any time from any thread.
         unsafe {
             malloc_trim(0);
+        }
+    }
+}
+
+/// A hash table of node numbers (open addressing, linear probing, at most
+/// half full): 4 bytes a slot, the keys themselves stay in the key arena.
+#[derive(Debug, Default)]
+struct NameIndex {
+    /// Node number + 1; 0 is an empty slot.
+    slots: Box<[u32]>,
+    hasher: std::hash::RandomState,
+}
+
+impl NameIndex {
+    fn new<'k>(count: usize, key_at: impl Fn(usize) -> &'k [u8]) -> NameIndex {
+        let mut index = NameIndex {
+            slots: vec![0; (count * 2).next_power_of_two().max(8)].into_boxed_slice(),
+            hasher: std::hash::RandomState::new(),
+        };
+        let mask = index.slots.len() - 1;
+        for node in 0..count {
+            let mut slot = index.slot_of(key_at(node));
+            while index.slots[slot] != 0 {
+                slot = (slot + 1) & mask;
+            }
+            // Fits: every node put at least its name in the store, whose
+            // offsets are u32.
+            index.slots[slot] = node as u32 + 1;
+        }
+        index
+    }
+
+    fn slot_of(&self, key: &[u8]) -> usize {
+        self.hasher.hash_one(key) as usize & (self.slots.len() - 1)
+    }
+
+    /// The node whose key is `key`.
+    fn find<'k>(&self, key: &[u8], key_at: impl Fn(usize) -> &'k [u8]) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut slot = self.slot_of(key);
+        // The table is never more than half full: an empty slot comes.
+        loop {
+            let node = self.slots[slot].checked_sub(1)? as usize;
+            if key_at(node) == key {
+                return Some(node);
+            }
+            slot = (slot + 1) & mask;
         }
     }
 }
@@ -630,11 +684,13 @@ impl ZoneBuilder {
             store,
             nodes,
             keys,
+            index: NameIndex::default(),
             negative_ttl,
             nsec3,
             serial,
             record_count,
         };
+        zone.index = NameIndex::new(zone.nodes.len(), |i| zone.key_at(i));
         // Canonical order is byte order, so this list comes out sorted.
         zone.redirects = (0..zone.nodes.len())
             .filter(|&i| {
@@ -1225,6 +1281,33 @@ mod tests {
         want.sort();
         got.sort();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn every_name_is_found_by_the_index_and_no_other() {
+        let mut text = HEAD.to_string();
+        for i in 0..2_000 {
+            text.push_str(&format!("h{i}.sub A 192.0.2.1\n"));
+        }
+        let (zone, _) = zone(&text).unwrap();
+        let key = |n: &str| CanonicalKey::of(&name_from_str(n).unwrap());
+        for i in 0..2_000 {
+            let name = format!("H{i}.sub.example.org");
+            let node = zone.node(key(&name).as_bytes()).expect("an existing name");
+            assert_eq!(name_text(&node.name()), format!("h{i}.sub.example.org."));
+        }
+        assert!(
+            zone.node(key("sub.example.org").as_bytes())
+                .unwrap()
+                .is_empty_non_terminal()
+        );
+        for missing in [
+            "h2000.sub.example.org",
+            "sub.sub.example.org",
+            "example.net",
+        ] {
+            assert!(zone.node(key(missing).as_bytes()).is_none(), "{missing}");
+        }
     }
 
     #[test]
