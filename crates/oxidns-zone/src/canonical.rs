@@ -4,8 +4,8 @@
 //! 0x00 byte; the bytes 0x00 and 0x01 inside a label are escaped as 0x01 0x01
 //! and 0x01 0x02, so that the terminator stays the smallest byte. Then plain
 //! byte comparison is canonical order, an ancestor's key is a prefix of its
-//! descendants' keys, and "the name just before X" is a range search in an
-//! ordered map — never a scan.
+//! descendants' keys, and "the name just before X" is a binary search of the
+//! sorted keys — never a scan.
 
 use std::borrow::Borrow;
 

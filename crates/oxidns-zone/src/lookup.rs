@@ -3,10 +3,10 @@
 //! queries of signed zones, RRSIGs and the denial proofs of RFC 4035 §3.1.3
 //! (NSEC) and RFC 5155 §7.2 (NSEC3).
 //!
-//! Every search is a lookup in the canonical-order map: the walk from the
-//! apex to the name visits one node per label, the closest encloser is the
-//! longest existing ancestor, and the NSEC covering a name is the nearest
-//! node before it.
+//! Names are found by their canonical key: an exact name through the zone's
+//! hash index, the closest encloser as the longest existing ancestor (one
+//! lookup per label), and the NSEC covering a name as the nearest node before
+//! it in canonical order (a binary search).
 
 use bytes::Bytes;
 use domain::base::iana::Rtype;

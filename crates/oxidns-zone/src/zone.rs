@@ -1271,7 +1271,8 @@ mod tests {
     fn records_come_back_from_the_store_as_loaded() {
         let text = format!(
             "{HEAD}x 100 A 192.0.2.1\nx 100 A 192.0.2.2\nx MX 10 Mail.Example.org.\n\
-             x TXT \"a\" \"b c\"\nx TYPE65280 \\# 3 010203\nx HTTPS 1 . alpn=h2\n"
+             x TXT \"a\" \"b c\"\nx TYPE65280 \\# 3 010203\nx HTTPS 1 . alpn=h2\n\
+             y TYPE1 \\# 4 c0000201\ny TYPE16 \\# 0\ny SVCB 0 target.example.\n"
         );
         let apex = name_from_str("example.org").unwrap();
         let loaded = parse_zone_text(&text, "db.example.org", &apex).unwrap();
