@@ -30,9 +30,13 @@ impl TempDir {
         TempDir(path)
     }
 
+    /// Writes the file whole, through a rename, so that a server watching
+    /// it (reload) never reads it half written.
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write temp file");
+        let partial = self.0.join(format!(".{name}.partial"));
+        std::fs::write(&partial, text).expect("write temp file");
+        std::fs::rename(&partial, &path).expect("rename temp file");
         path
     }
 }
