@@ -22,7 +22,7 @@ use domain::rdata::ZoneRecordData;
 use domain::rdata::nsec3::Nsec3Salt;
 use oxidns_proto::{Class, Name, Record, RecordData, Serial, name_text};
 
-use crate::canonical::{CanonicalKey, ancestor_lengths};
+use crate::canonical::{CanonicalKey, MAX_KEY_LEN, ancestor_lengths};
 use crate::zonefile::SourcedRecord;
 
 /// A problem with a zone's data: `file:line: reason`.
@@ -520,10 +520,25 @@ struct ZoneBuilder {
 
 /// The names of the zone while building: a run of the sorted records, or an
 /// empty non-terminal.
+/// 20 bytes a name, its key in a shared arena: a million names cost 20 MB
+/// of the load's peak, not a hundred.
 struct Group {
-    key: CanonicalKey,
-    records: std::ops::Range<usize>,
-    empty: Option<Name>,
+    key_at: u32,
+    key_len: u16,
+    /// The name's records in the sorted record list.
+    records: std::ops::Range<u32>,
+    /// An empty non-terminal's name in the list of them, plus one; 0 if none.
+    empty: u32,
+}
+
+impl Group {
+    fn key<'k>(&self, arena: &'k [u8]) -> &'k [u8] {
+        &arena[self.key_at as usize..][..usize::from(self.key_len)]
+    }
+
+    fn records(&self) -> std::ops::Range<usize> {
+        self.records.start as usize..self.records.end as usize
+    }
 }
 
 impl ZoneBuilder {
@@ -584,34 +599,47 @@ impl ZoneBuilder {
         });
         let class = class.unwrap_or(Class::IN);
 
-        // Records sorted by name, each name's in file order.
-        let mut order: Vec<(CanonicalKey, u32)> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (CanonicalKey::of(r.record.owner()), i as u32))
-            .collect();
-        order.sort_unstable();
+        // Records sorted by name, each name's in file order; their keys end
+        // to end in one arena.
+        let mut arena: Vec<u8> = Vec::new();
+        let mut buffer = [0u8; MAX_KEY_LEN];
+        let mut order: Vec<(u32, u16, u32)> = Vec::with_capacity(records.len());
+        for (index, placed) in records.iter().enumerate() {
+            let key = CanonicalKey::encode(placed.record.owner(), &mut buffer);
+            let at = self.offset(arena.len(), &first_file);
+            arena.extend_from_slice(key);
+            // A key is at most MAX_KEY_LEN bytes; records are fewer than store bytes.
+            order.push((at, key.len() as u16, index as u32));
+        }
+        self.offset(arena.len(), &first_file);
+        if !self.errors.is_empty() {
+            return Err(self.errors);
+        }
+        let key_of = |&(at, len, _): &(u32, u16, u32)| &arena[at as usize..][..usize::from(len)];
+        order.sort_unstable_by(|a, b| key_of(a).cmp(key_of(b)).then(a.2.cmp(&b.2)));
         let mut sorted: Vec<u32> = Vec::with_capacity(order.len());
         let mut groups: Vec<Group> = Vec::new();
-        for (key, index) in order {
-            if groups.last().is_none_or(|g| g.key != key) {
-                if let Some(last) = groups.last_mut() {
-                    last.records.end = sorted.len();
-                }
+        for entry in &order {
+            let same = groups
+                .last()
+                .is_some_and(|g| g.key(&arena) == key_of(entry));
+            if !same {
                 groups.push(Group {
-                    key,
-                    records: sorted.len()..sorted.len(),
-                    empty: None,
+                    key_at: entry.0,
+                    key_len: entry.1,
+                    records: sorted.len() as u32..sorted.len() as u32,
+                    empty: 0,
                 });
             }
-            sorted.push(index);
+            sorted.push(entry.2);
+            if let Some(last) = groups.last_mut() {
+                last.records.end = sorted.len() as u32;
+            }
         }
-        if let Some(last) = groups.last_mut() {
-            last.records.end = sorted.len();
-        }
-        self.add_empty_non_terminals(&mut groups, &records, &sorted);
+        drop(order);
+        let empties = self.add_empty_non_terminals(&mut groups, &mut arena, &records, &sorted);
 
-        let soa = self.check_soa_and_ns(&groups, &records, &sorted, &first_file);
+        let soa = self.check_soa_and_ns(&groups, &arena, &records, &sorted, &first_file);
         let mut nodes = Vec::with_capacity(groups.len());
         let mut keys = Vec::new();
         let mut nsec3_nodes = Vec::new();
@@ -621,12 +649,14 @@ impl ZoneBuilder {
         // one pass marks delegations and what lies below them or a DNAME.
         let mut occluder = Occluder::default();
         for group in &groups {
-            let placed: Vec<&SourcedRecord> = sorted[group.records.clone()]
+            let key = group.key(&arena);
+            let placed: Vec<&SourcedRecord> = sorted[group.records()]
                 .iter()
                 .map(|&i| &records[i as usize])
                 .collect();
             record_count += placed.len();
-            let (mut node, name) = match (&group.empty, placed.first()) {
+            let empty = (group.empty as usize).checked_sub(1).map(|i| &empties[i]);
+            let (mut node, name) = match (empty, placed.first()) {
                 (Some(name), _) => (self.empty_node(name), name.clone()),
                 (None, Some(first)) => (self.node_from(&placed), first.record.owner().clone()),
                 (None, None) => continue,
@@ -635,24 +665,24 @@ impl ZoneBuilder {
                 nsec3_nodes.push((node, name));
                 continue;
             }
-            if group.key == self.apex_key {
+            if key == self.apex_key.as_bytes() {
                 nsec3param = placed
                     .iter()
                     .find(|p| p.record.rtype() == Rtype::NSEC3PARAM)
                     .map(|p| p.record.data().clone());
             }
             let types = &self.rrsets[node.rrsets_at as usize..][..node.rrsets_len as usize];
-            if let Some(warning) =
-                occluder.mark(&group.key, &mut node, types, &name, &self.apex_key)
+            if let Some(warning) = occluder.mark(key, &mut node, types, &name, &self.apex_key)
                 && let Some(first) = placed.first()
             {
                 self.warnings.push(Self::problem(first, warning));
             }
-            keys.extend_from_slice(group.key.as_bytes());
+            keys.extend_from_slice(key);
             node.key_end = self.offset(keys.len(), &first_file);
             nodes.push(node);
         }
         drop(groups);
+        drop(arena);
         drop(sorted);
         drop(records);
         let nsec3 = self.nsec3_chain(nsec3param, nsec3_nodes, &first_file);
@@ -720,6 +750,7 @@ impl ZoneBuilder {
     fn check_soa_and_ns(
         &mut self,
         groups: &[Group],
+        arena: &[u8],
         records: &[SourcedRecord],
         sorted: &[u32],
         first_file: &Arc<str>,
@@ -727,8 +758,8 @@ impl ZoneBuilder {
         let mut soa = None;
         let mut apex_records: &[u32] = &[];
         for group in groups {
-            let placed = &sorted[group.records.clone()];
-            let is_apex = group.key == self.apex_key;
+            let placed = &sorted[group.records()];
+            let is_apex = group.key(arena) == self.apex_key.as_bytes();
             if is_apex {
                 apex_records = placed;
             }
@@ -952,23 +983,26 @@ impl ZoneBuilder {
 
     /// Adds a group for every empty non-terminal: a name with no records of
     /// its own but names below it (RFC 4592 §2.2.2), and sorts the groups.
+    /// Returns the empty non-terminals' names.
     fn add_empty_non_terminals(
-        &self,
+        &mut self,
         groups: &mut Vec<Group>,
+        arena: &mut Vec<u8>,
         records: &[SourcedRecord],
         sorted: &[u32],
-    ) {
+    ) -> Vec<Name> {
         let apex_len = self.apex_key.as_bytes().len();
-        let mut missing: Vec<Group> = Vec::new();
+        // (key, name) of each missing ancestor.
+        let mut missing: Vec<(Box<[u8]>, Name)> = Vec::new();
         for group in groups.iter() {
-            let key = group.key.as_bytes();
+            let key = group.key(arena);
             let lengths: Vec<usize> = ancestor_lengths(key)
                 .filter(|&l| l > apex_len && l < key.len())
                 .collect();
             if lengths.is_empty() {
                 continue;
             }
-            let mut name = records[sorted[group.records.start] as usize]
+            let mut name = records[sorted[group.records.start as usize] as usize]
                 .record
                 .owner()
                 .clone();
@@ -978,24 +1012,32 @@ impl ZoneBuilder {
                     .expect("a proper descendant of the apex has a parent");
                 let ancestor = &key[..len];
                 if groups
-                    .binary_search_by(|g| g.key.as_bytes().cmp(ancestor))
+                    .binary_search_by(|g| g.key(arena).cmp(ancestor))
                     .is_err()
                 {
-                    missing.push(Group {
-                        key: CanonicalKey::from_bytes(ancestor),
-                        records: 0..0,
-                        empty: Some(name.clone()),
-                    });
+                    missing.push((ancestor.into(), name.clone()));
                 }
             }
         }
         if missing.is_empty() {
-            return;
+            return Vec::new();
         }
-        missing.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        missing.dedup_by(|a, b| a.key == b.key);
-        groups.extend(missing);
-        groups.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        missing.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        missing.dedup_by(|a, b| a.0 == b.0);
+        let mut names = Vec::with_capacity(missing.len());
+        for (key, name) in missing {
+            let key_at = self.offset(arena.len(), &Arc::from("zone"));
+            arena.extend_from_slice(&key);
+            names.push(name);
+            groups.push(Group {
+                key_at,
+                key_len: key.len() as u16,
+                records: 0..0,
+                empty: names.len() as u32,
+            });
+        }
+        groups.sort_unstable_by(|a, b| a.key(arena).cmp(b.key(arena)));
+        names
     }
 
     /// The NSEC3 chain, hashed with the apex NSEC3PARAM's parameters.
@@ -1058,13 +1100,12 @@ impl Occluder {
     /// order; returns a warning for data that will not be served.
     fn mark(
         &mut self,
-        key: &CanonicalKey,
+        key: &[u8],
         node: &mut NodeEntry,
         rrsets: &[RRsetEntry],
         name: &Name,
         apex: &CanonicalKey,
     ) -> Option<String> {
-        let key = key.as_bytes();
         let has = |rtype: Rtype| rrsets.iter().any(|r| r.rtype == rtype);
         if let Some((above, why)) = &self.above {
             if key.starts_with(above) {
