@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# bench/instructions.sh — instructions per query, counted by valgrind (callgrind), for oxidns and
+# knotd answering the same queries from the peer benchmark's zone.
+#
+# CPU time moves by ±7% on this shared machine; an instruction count does not (the same binary,
+# inputs and environment give the same count whatever else runs). Each server runs under
+# `valgrind --tool=callgrind` with one worker; after it answers, its counters are zeroed
+# (`callgrind_control -z`), N queries from the query file are sent at a low rate (valgrind runs
+# the server some 50x slower), the counters are dumped (`callgrind_control -d`), and the total
+# instructions of the dump divided by the queries answered is the figure. The dump keeps every
+# function's share: `callgrind_annotate $OUT/<server>.callgrind.out.*` shows where they go.
+#
+# Usage:  bench/instructions.sh          Environment: N=20000 QPS=1500 BUILD=1 OUT=/tmp/oxidns-instructions
+# Runs in a private network namespace (only lo). Stops only the processes it started, by PID.
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+N=${N:-20000}; QPS=${QPS:-1500}; OUT=${OUT:-/tmp/oxidns-instructions}
+ZONE=/tmp/oxidns-bench/data/example.com.zone
+QFILE=/tmp/oxidns-bench/data/queries.txt
+
+if [ -z "${INSTRUCTIONS_IN_NETNS:-}" ]; then
+  command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
+    || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
+  if [ "${BUILD:-1}" = 1 ]; then (cd "$REPO" && cargo build --release -p oxidns) || exit 1; fi
+  if [ ! -f "$ZONE" ]; then
+    mkdir -p /tmp/oxidns-bench/data && python3 "$REPO/../shared/bench/genzone.py" /tmp/oxidns-bench/data || exit 1
+  fi
+  rm -rf "$OUT" && mkdir -p "$OUT" && cp "$REPO/target/release/oxidns" "$OUT/oxidns" || exit 1
+  exec env INSTRUCTIONS_IN_NETNS=1 N="$N" QPS="$QPS" OUT="$OUT" \
+    timeout 1800 unshare -n bash -c 'ip link set lo up && exec bash "$0"' "$0"
+fi
+
+cd "$OUT" || exit 1
+PID=""
+stop() {
+  [ -n "$PID" ] || return 0
+  kill -TERM "$PID" 2>/dev/null
+  local i; for i in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""
+}
+trap stop EXIT
+
+# measure NAME PORT CMD...: prints "NAME instructions queries per-query"
+measure() {
+  local name=$1 port=$2; shift 2
+  valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.callgrind.out.%p" "$@" >"$OUT/$name.log" 2>&1 &
+  PID=$!
+  local i up=0
+  for i in $(seq 1 300); do
+    dig +noall +comments +time=2 +tries=1 -p "$port" @127.0.0.1 example.com SOA 2>/dev/null \
+      | grep -q 'status: NOERROR' && { up=1; break; }
+    kill -0 "$PID" 2>/dev/null || break; sleep 0.5
+  done
+  [ "$up" = 1 ] || { echo "$name did not come up under valgrind"; tail -5 "$OUT/$name.log"; stop; return 1; }
+  # Warm up (first-touch paths), then count only the measured queries.
+  dnsperf -s 127.0.0.1 -p "$port" -d "$QFILE" -n 1 -Q "$QPS" -l 2 >/dev/null 2>&1
+  callgrind_control -z "$PID" >/dev/null 2>&1
+  head -n "$N" "$QFILE" >"$OUT/queries.$N"
+  dnsperf -s 127.0.0.1 -p "$port" -d "$OUT/queries.$N" -n 1 -Q "$QPS" -t 5 >"$OUT/$name.dnsperf.txt" 2>&1
+  callgrind_control -d "$PID" >/dev/null 2>&1
+  sleep 1
+  local done_ dump total
+  done_=$(awk '/Queries completed/ {print $3}' "$OUT/$name.dnsperf.txt")
+  dump=$(ls -t "$OUT/$name".callgrind.out.* 2>/dev/null | head -1)
+  total=$(awk '/^summary:|^totals:/ {print $2; exit}' "$dump")
+  echo "$name $total ${done_:-0} $(python3 -c "print(round($total / max(1, ${done_:-0}), 1))")"
+  stop
+}
+
+printf 'example.com:5471 {\n    bind 127.0.0.1\n    file %s\n}\n' "$ZONE" >"$OUT/Corefile"
+mkdir -p "$OUT/knot/db"
+cat >"$OUT/knot/knot.conf" <<EOF
+server:
+    rundir: "$OUT/knot"
+    listen: 127.0.0.1@5472
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "$OUT/knot/db"
+log:
+  - target: stderr
+    any: warning
+zone:
+  - domain: example.com
+    file: "$ZONE"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+EOF
+{
+  measure oxidns 5471 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile"
+  measure knotd 5472 knotd -c "$OUT/knot/knot.conf"
+} | tee "$OUT/results.txt"
+python3 - "$OUT/results.txt" <<'EOF'
+import sys
+rows = {l.split()[0]: l.split() for l in open(sys.argv[1]) if len(l.split()) == 4}
+if "oxidns" in rows and "knotd" in rows:
+    ox, kn = float(rows["oxidns"][3]), float(rows["knotd"][3])
+    print(f"instructions per query: oxidns {ox:,.0f}, knotd {kn:,.0f}, ratio {ox / kn:.2f}x")
+EOF
