@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 
 use std::time::{Duration, Instant};
@@ -274,20 +273,13 @@ fn an_expired_zone_answers_servfail() {
     assert!(log_of(&ours).contains("expired"), "{}", log_of(&ours));
 }
 
-/// A NOTIFY message for the zone, as a primary sends it.
-fn notify_message() -> Vec<u8> {
-    let mut wire = query(APEX, Rtype::SOA);
-    wire[2] = (Opcode::NOTIFY.to_int() & 0x0f) << 3 | 0x04;
-    wire
-}
-
 #[test]
 fn notify_from_others_is_refused_and_no_zone_means_servfail() {
     let zones = TempDir::new("secondary-refuse");
     // A primary nobody runs, on another loopback address.
     let primary: SocketAddr = "127.0.0.2:9".parse().unwrap();
     let ours = secondary(0, primary, &zones.0);
-    let reply = udp(ours.addr(), &notify_message());
+    let reply = udp(ours.addr(), &notify_message(APEX));
     assert_eq!(reply.opcode, Opcode::NOTIFY);
     assert_eq!(reply.response.header_rcode(), Rcode::REFUSED);
     assert_eq!(www(ours.addr()), Err(Rcode::SERVFAIL));
@@ -297,86 +289,18 @@ fn notify_from_others_is_refused_and_no_zone_means_servfail() {
 fn notify_from_the_primary_is_answered_with_aa() {
     let zones = TempDir::new("secondary-notify");
     let ours = secondary(0, "127.0.0.1:9".parse().unwrap(), &zones.0);
-    let reply = udp(ours.addr(), &notify_message());
+    let reply = udp(ours.addr(), &notify_message(APEX));
     assert_eq!(reply.opcode, Opcode::NOTIFY);
     assert_eq!(reply.response.header_rcode(), Rcode::NOERROR);
     assert!(reply.response.authoritative);
-}
-
-/// An answer to `query` (its ID and question echoed) with the SOA at
-/// serial 2 and `records` A records after it.
-fn fake_answer(query: &[u8], records: usize) -> Vec<u8> {
-    use oxidns_proto::domain::base::{Message, MessageBuilder, Ttl};
-    use oxidns_proto::domain::rdata::{A, Soa};
-    let query = Message::from_octets(query.to_vec()).expect("a query");
-    let question = query.first_question().expect("a question");
-    let mut builder = MessageBuilder::new_vec();
-    builder.header_mut().set_id(query.header().id());
-    builder.header_mut().set_qr(true);
-    builder.header_mut().set_aa(true);
-    let mut section = builder.question();
-    section.push(question).unwrap();
-    let mut answer = section.answer();
-    let apex = name_from_str(APEX).unwrap();
-    let soa = Soa::new(
-        name_from_str("ns1.example.org").unwrap(),
-        name_from_str("hostmaster.example.org").unwrap(),
-        2.into(),
-        Ttl::from_secs(3600),
-        Ttl::from_secs(600),
-        Ttl::from_secs(86400),
-        Ttl::from_secs(300),
-    );
-    answer.push((&apex, Class::IN, 300u32, soa)).unwrap();
-    for i in 0..records {
-        let owner = name_from_str(&format!("half{i}.example.org")).unwrap();
-        answer
-            .push((&owner, Class::IN, 300u32, A::from_octets(192, 0, 2, 7)))
-            .unwrap();
-    }
-    answer.finish()
-}
-
-/// A primary that says it has serial 2 and then sends half an AXFR (or
-/// IXFR): the opening SOA and some records, then closes the connection.
-fn dying_primary() -> SocketAddr {
-    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = tcp.local_addr().unwrap();
-    let udp = UdpSocket::bind(addr).unwrap();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 512];
-        for _ in 0..1000 {
-            let Ok((len, from)) = udp.recv_from(&mut buffer) else {
-                return;
-            };
-            let _ = udp.send_to(&fake_answer(&buffer[..len], 0), from);
-        }
-    });
-    std::thread::spawn(move || {
-        for stream in tcp.incoming().take(100) {
-            let Ok(mut stream) = stream else { return };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut length = [0u8; 2];
-            if stream.read_exact(&mut length).is_err() {
-                continue;
-            }
-            let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
-            if stream.read_exact(&mut message).is_err() {
-                continue;
-            }
-            let wire = fake_answer(&message, 50);
-            let _ = stream.write_all(&(wire.len() as u16).to_be_bytes());
-            let _ = stream.write_all(&wire);
-        }
-    });
-    addr
 }
 
 #[test]
 fn a_primary_dying_mid_transfer_leaves_the_old_zone_serving() {
     let zones = TempDir::new("secondary-dying");
     zones.write("db.example.org", &zone(1));
-    let primary = dying_primary();
+    // A primary that sends half an AXFR (or IXFR) and closes the connection.
+    let primary = unfinished_transfer_primary("127.0.0.1:0".parse().unwrap(), 1, 50, None).unwrap();
     let ours = secondary(0, primary, &zones.0);
     // Served from disk at once.
     assert_eq!(www(ours.addr()), Ok("192.0.2.80".to_owned()));

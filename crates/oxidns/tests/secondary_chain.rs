@@ -9,14 +9,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 
 use std::time::{Duration, Instant};
 
 use common::*;
-use oxidns_proto::{Opcode, Rcode};
+use oxidns_proto::Rcode;
 
 const APEX: &str = "example.org";
 
@@ -223,98 +222,6 @@ fn serial_wrap_around_is_followed_along_the_chain() {
     assert!(saved.contains("hostmaster.example.org. 5 3600"), "{saved}");
 }
 
-/// An SOA answer at serial 2 for `query`, with `records` TXT records after
-/// it (half a zone, when sent over TCP without the closing SOA).
-fn answer_at_serial_2(query: &[u8], records: usize) -> Vec<u8> {
-    use oxidns_proto::domain::base::{Message, MessageBuilder, Ttl};
-    use oxidns_proto::domain::rdata::{Soa, Txt};
-    let query = Message::from_octets(query.to_vec()).expect("a query");
-    let question = query.first_question().expect("a question");
-    let mut builder = MessageBuilder::new_vec();
-    builder.header_mut().set_id(query.header().id());
-    builder.header_mut().set_qr(true);
-    builder.header_mut().set_aa(true);
-    let mut section = builder.question();
-    section.push(question).unwrap();
-    let mut answer = section.answer();
-    let apex = name_from_str(APEX).unwrap();
-    let soa = Soa::new(
-        name_from_str("ns1.example.org").unwrap(),
-        name_from_str("hostmaster.example.org").unwrap(),
-        2.into(),
-        Ttl::from_secs(3600),
-        Ttl::from_secs(600),
-        Ttl::from_secs(86400),
-        Ttl::from_secs(300),
-    );
-    answer.push((&apex, Class::IN, 300u32, soa)).unwrap();
-    for i in 0..records {
-        let owner = name_from_str(&format!("half{i}.example.org")).unwrap();
-        let txt = Txt::<Vec<u8>>::build_from_slice(&[b'z'; 100]).unwrap();
-        answer.push((&owner, Class::IN, 300u32, txt)).unwrap();
-    }
-    answer.finish()
-}
-
-/// A primary on `addr` that has serial 2 and, asked for a transfer, sends
-/// `messages` messages of it and then stalls with the connection open.
-/// `streaming` gets a message once they are sent.
-fn stalling_primary(
-    addr: SocketAddr,
-    messages: usize,
-    streaming: std::sync::mpsc::Sender<()>,
-) -> std::io::Result<()> {
-    let tcp = TcpListener::bind(addr)?;
-    let udp = UdpSocket::bind(addr)?;
-    udp.set_read_timeout(Some(Duration::from_secs(60)))?;
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 512];
-        for _ in 0..1000 {
-            let Ok((len, from)) = udp.recv_from(&mut buffer) else {
-                return;
-            };
-            let _ = udp.send_to(&answer_at_serial_2(&buffer[..len], 0), from);
-        }
-    });
-    std::thread::spawn(move || {
-        for stream in tcp.incoming().take(10) {
-            let Ok(mut stream) = stream else { return };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut length = [0u8; 2];
-            if stream.read_exact(&mut length).is_err() {
-                continue;
-            }
-            let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
-            if stream.read_exact(&mut message).is_err() {
-                continue;
-            }
-            for _ in 0..messages {
-                let wire = answer_at_serial_2(&message, 100);
-                if stream
-                    .write_all(&(wire.len() as u16).to_be_bytes())
-                    .is_err()
-                    || stream.write_all(&wire).is_err()
-                {
-                    break;
-                }
-            }
-            let _ = streaming.send(());
-            // Stall: the transfer never ends while the secondary lives.
-            let mut rest = [0u8; 512];
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-            let _ = stream.read(&mut rest);
-        }
-    });
-    Ok(())
-}
-
-/// A NOTIFY message for example.org, as a primary sends it.
-fn notify_message() -> Vec<u8> {
-    let mut wire = query(APEX, Rtype::SOA);
-    wire[2] = (Opcode::NOTIFY.to_int() & 0x0f) << 3 | 0x04;
-    wire
-}
-
 #[test]
 fn kill_9_during_a_transfer_then_restart_serves_the_last_complete_zone() {
     let primary_dir = TempDir::new("kill9-primary");
@@ -331,16 +238,16 @@ fn kill_9_during_a_transfer_then_restart_serves_the_last_complete_zone() {
     // The primary's address now has serial 2, sent slowly: about 2 MB, then
     // a stall. A NOTIFY starts the transfer at once.
     let (streaming, streamed) = std::sync::mpsc::channel();
-    let mut bound = stalling_primary(primary_addr, 200, streaming.clone());
+    let mut bound = unfinished_transfer_primary(primary_addr, 200, 100, Some(streaming.clone()));
     for _ in 0..50 {
         if bound.is_ok() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
-        bound = stalling_primary(primary_addr, 200, streaming.clone());
+        bound = unfinished_transfer_primary(primary_addr, 200, 100, Some(streaming.clone()));
     }
     bound.expect("the primary's port is free again");
-    let reply = udp_with_retries(ours.addr(), &notify_message(), 3);
+    let reply = udp_with_retries(ours.addr(), &notify_message(APEX), 3);
     assert_eq!(reply.response.header_rcode(), Rcode::NOERROR);
     streamed
         .recv_timeout(Duration::from_secs(30))

@@ -417,3 +417,102 @@ impl Drop for Daemon {
         self.stop();
     }
 }
+
+/// A NOTIFY for `apex`'s SOA, as a primary sends it (RFC 1996).
+pub fn notify_message(apex: &str) -> Vec<u8> {
+    let mut wire = query(apex, Rtype::SOA);
+    wire[2] = (oxidns_proto::Opcode::NOTIFY.to_int() & 0x0f) << 3 | 0x04;
+    wire
+}
+
+/// The answer of a primary of example.org at serial 2 to `query` (its ID
+/// and question echoed): the SOA, then `records` TXT records of 100 bytes,
+/// and no closing SOA (a piece of a transfer, or an SOA answer).
+fn serial_2_answer(query: &[u8], records: usize) -> Vec<u8> {
+    use oxidns_proto::domain::base::{Message, MessageBuilder, Ttl};
+    use oxidns_proto::domain::rdata::{Soa, Txt};
+    let query = Message::from_octets(query.to_vec()).expect("a query");
+    let question = query.first_question().expect("a question");
+    let mut builder = MessageBuilder::new_vec();
+    builder.header_mut().set_id(query.header().id());
+    builder.header_mut().set_qr(true);
+    builder.header_mut().set_aa(true);
+    let mut section = builder.question();
+    section.push(question).unwrap();
+    let mut answer = section.answer();
+    let apex = oxidns_proto::name_from_str("example.org").unwrap();
+    let soa = Soa::new(
+        oxidns_proto::name_from_str("ns1.example.org").unwrap(),
+        oxidns_proto::name_from_str("hostmaster.example.org").unwrap(),
+        2.into(),
+        Ttl::from_secs(3600),
+        Ttl::from_secs(600),
+        Ttl::from_secs(86400),
+        Ttl::from_secs(300),
+    );
+    answer.push((&apex, Class::IN, 300u32, soa)).unwrap();
+    for i in 0..records {
+        let owner = oxidns_proto::name_from_str(&format!("half{i}.example.org")).unwrap();
+        let txt = Txt::<Vec<u8>>::build_from_slice(&[b'z'; 100]).unwrap();
+        answer.push((&owner, Class::IN, 300u32, txt)).unwrap();
+    }
+    answer.finish()
+}
+
+/// A primary of example.org on `addr` (port 0: any) that never finishes a
+/// transfer. Its SOA answers over UDP say serial 2; asked for a transfer
+/// over TCP, it sends `messages` messages of `records` records each, never
+/// the closing SOA, and then closes the connection, or with `stalled` says
+/// so there and keeps the connection open (up to a minute). Returns the
+/// bound address.
+pub fn unfinished_transfer_primary(
+    addr: SocketAddr,
+    messages: usize,
+    records: usize,
+    stalled: Option<std::sync::mpsc::Sender<()>>,
+) -> std::io::Result<SocketAddr> {
+    let tcp = std::net::TcpListener::bind(addr)?;
+    let addr = tcp.local_addr()?;
+    let udp = UdpSocket::bind(addr)?;
+    udp.set_read_timeout(Some(Duration::from_secs(60)))?;
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 512];
+        for _ in 0..1000 {
+            let Ok((len, from)) = udp.recv_from(&mut buffer) else {
+                return;
+            };
+            let _ = udp.send_to(&serial_2_answer(&buffer[..len], 0), from);
+        }
+    });
+    std::thread::spawn(move || {
+        for stream in tcp.incoming().take(100) {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut length = [0u8; 2];
+            if stream.read_exact(&mut length).is_err() {
+                continue;
+            }
+            let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
+            if stream.read_exact(&mut message).is_err() {
+                continue;
+            }
+            for _ in 0..messages {
+                let wire = serial_2_answer(&message, records);
+                if stream
+                    .write_all(&(wire.len() as u16).to_be_bytes())
+                    .is_err()
+                    || stream.write_all(&wire).is_err()
+                {
+                    break;
+                }
+            }
+            if let Some(stalled) = &stalled {
+                let _ = stalled.send(());
+                let mut rest = [0u8; 512];
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+                let _ = stream.read(&mut rest);
+            }
+        }
+    });
+    Ok(addr)
+}
