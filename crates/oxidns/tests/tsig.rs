@@ -63,6 +63,21 @@ fn key_arg(secret: &str) -> String {
     format!("hmac-sha256:{KEY}:{secret}")
 }
 
+/// An AXFR of the zone from `port` asked without a key, as kdig prints it.
+fn unsigned_axfr(port: u16) -> String {
+    let port = port.to_string();
+    let args = [
+        "@127.0.0.1",
+        "-p",
+        &port,
+        "+retry=0",
+        "+time=2",
+        APEX,
+        "AXFR",
+    ];
+    run("kdig", &args, Path::new(".")).0
+}
+
 #[test]
 fn dig_verifies_signed_answers_over_udp_and_tcp() {
     if !require_tool("dig") {
@@ -331,19 +346,7 @@ fn oxidns_secondary_transfers_from_a_knot_primary_that_requires_tsig() {
         || knot.log(),
     );
     // Unsigned, Knot refuses the transfer.
-    let (out, _, _) = run(
-        "kdig",
-        &[
-            "@127.0.0.1",
-            "-p",
-            &knot_port.to_string(),
-            "+retry=0",
-            "+time=2",
-            APEX,
-            "AXFR",
-        ],
-        Path::new("."),
-    );
+    let out = unsigned_axfr(knot_port);
     assert!(
         !out.contains("bulk1."),
         "knotd transfers only with the key:\n{out}"
@@ -492,19 +495,7 @@ fn oxidns_secondary_transfers_from_a_bind_primary_that_requires_tsig() {
         || soa_serial(bind_port) == Some(7),
         || bind.log(),
     );
-    let (out, _, _) = run(
-        "kdig",
-        &[
-            "@127.0.0.1",
-            "-p",
-            &bind_port.to_string(),
-            "+retry=0",
-            "+time=2",
-            APEX,
-            "AXFR",
-        ],
-        Path::new("."),
-    );
+    let out = unsigned_axfr(bind_port);
     assert!(
         !out.contains("bulk1."),
         "named transfers only with the key:\n{out}"
