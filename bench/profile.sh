@@ -5,7 +5,8 @@
 # drives it with dnsperf from CPU 1 (open loop, -c 4 -q 100), and reports
 #   * user and system CPU us/query (from /proc/PID/stat) over a DUR-second run;
 #   * with PERF=1 (default if perf exists): `perf record` of the server for PERF_SECS seconds
-#     (DWARF call graphs) and the top self-time symbols. perf.data is left in $OUT.
+#     (DWARF call graphs) and the top self-time symbols. perf.data is left in $OUT, and with
+#     inferno installed (`cargo install inferno`) a flame graph, $OUT/flamegraph.svg.
 # Runs in a private network namespace (only lo). Stops only the processes it started, by PID.
 #
 # Usage:  bench/profile.sh [ZONE QUERIES]
@@ -70,4 +71,10 @@ if [ "$PERF" = 1 ]; then
   echo "== top self time (perf report -i $OUT/perf.data --no-children --sort dso,symbol)"
   perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
     grep -v '^#' | grep '%' | head -25 | cut -c1-150
+  # A flame graph of the same samples, with inferno (`cargo install inferno`) when it is there.
+  if command -v inferno-collapse-perf >/dev/null && command -v inferno-flamegraph >/dev/null; then
+    perf script -i "$OUT/perf.data" 2>/dev/null | inferno-collapse-perf 2>/dev/null |
+      inferno-flamegraph --title "oxidns, $(basename "$ZONE")" >"$OUT/flamegraph.svg" 2>/dev/null &&
+      echo "== flame graph: $OUT/flamegraph.svg"
+  fi
 fi
