@@ -409,14 +409,29 @@ impl Store {
     }
 
     pub(crate) fn retain_services(&mut self, listed: &Listed) {
+        self.retain_listed(
+            listed,
+            |n| n.services.keys().cloned().collect(),
+            Store::delete_service,
+        );
+    }
+
+    /// Deletes the namespaced objects (`names` of each namespace) that the
+    /// end of a relist did not name, then sweeps the interned names.
+    fn retain_listed(
+        &mut self,
+        listed: &Listed,
+        names: impl Fn(&Namespace) -> Vec<Str>,
+        delete: fn(&mut Store, &str, &str),
+    ) {
         let gone: Vec<(Str, Str)> = self
             .namespaces
             .iter()
-            .flat_map(|(ns, n)| n.services.keys().map(move |s| (ns.clone(), s.clone())))
+            .flat_map(|(ns, n)| names(n).into_iter().map(move |s| (ns.clone(), s)))
             .filter(|(ns, s)| !listed.contains(&(ns.to_string(), s.to_string())))
             .collect();
         for (ns, name) in gone {
-            self.delete_service(&ns, &name);
+            delete(self, &ns, &name);
         }
         self.sweep_interned();
     }
@@ -531,16 +546,11 @@ impl Store {
     }
 
     pub(crate) fn retain_slices(&mut self, listed: &Listed) {
-        let gone: Vec<(Str, Str)> = self
-            .namespaces
-            .iter()
-            .flat_map(|(ns, n)| n.slices.keys().map(move |s| (ns.clone(), s.clone())))
-            .filter(|(ns, s)| !listed.contains(&(ns.to_string(), s.to_string())))
-            .collect();
-        for (ns, name) in gone {
-            self.delete_slice(&ns, &name);
-        }
-        self.sweep_interned();
+        self.retain_listed(
+            listed,
+            |n| n.slices.keys().cloned().collect(),
+            Store::delete_slice,
+        );
     }
 
     // ------------------------------------------------------------------ pods
