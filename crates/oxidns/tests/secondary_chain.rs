@@ -143,43 +143,72 @@ fn knot_secondary(dir: &TempDir, port: u16, primary: u16) -> Daemon {
     start_knot(dir, &knot_conf(dir, port, &rest))
 }
 
+/// oxidns primary → oxidns secondary (`mid`) → Knot, the zone starting at
+/// `serial`; Knot starts first, finds no zone upstream yet and waits.
+struct Chain {
+    primary_dir: TempDir,
+    zones: TempDir,
+    _knot_dir: TempDir,
+    _primary: Oxidns,
+    knot: Daemon,
+    mid: Oxidns,
+    knot_addr: SocketAddr,
+}
+
+impl Chain {
+    fn start(tag: &str, serial: u32) -> Chain {
+        let primary_dir = TempDir::new(&format!("{tag}-primary"));
+        let zones = TempDir::new(&format!("{tag}-zones"));
+        let knot_dir = TempDir::new(&format!("{tag}-knot"));
+        let (mid_port, knot_port) = (free_fixed_port(), free_fixed_port());
+        let primary = oxidns_primary(&primary_dir, &zone(serial), mid_port);
+        let knot = knot_secondary(&knot_dir, knot_port, mid_port);
+        let mid = oxidns_secondary(mid_port, primary.addr(), &zones.0, Some(knot_port));
+        Chain {
+            primary_dir,
+            zones,
+            _knot_dir: knot_dir,
+            _primary: primary,
+            knot,
+            mid,
+            knot_addr: SocketAddr::from(([127, 0, 0, 1], knot_port)),
+        }
+    }
+
+    /// The secondary's and Knot's logs, for failure messages.
+    fn logs(&self) -> String {
+        format!(
+            "--- secondary:\n{}\n--- knot:\n{}",
+            log_of(&self.mid),
+            self.knot.log()
+        )
+    }
+}
+
 #[test]
 fn a_chain_oxidns_oxidns_knot_notifies_every_hop_from_the_first_transfer_on() {
     if !require_tool("knotd") {
         return;
     }
-    let primary_dir = TempDir::new("chain-primary");
-    let zones = TempDir::new("chain-zones");
-    let knot_dir = TempDir::new("chain-knot");
-    let (mid_port, knot_port) = (free_fixed_port(), free_fixed_port());
-    let knot_addr = SocketAddr::from(([127, 0, 0, 1], knot_port));
-    let primary = oxidns_primary(&primary_dir, &zone(1), mid_port);
-    // Knot first: it finds no zone upstream yet and waits.
-    let knot = knot_secondary(&knot_dir, knot_port, mid_port);
-    let mid = oxidns_secondary(mid_port, primary.addr(), &zones.0, Some(knot_port));
-    let logs = || {
-        format!(
-            "--- secondary:\n{}\n--- knot:\n{}",
-            log_of(&mid),
-            knot.log()
-        )
-    };
+    let chain = Chain::start("chain", 1);
+    let (mid, knot, knot_addr) = (&chain.mid, &chain.knot, chain.knot_addr);
+    let logs = || chain.logs();
     wait_for_serial(mid.addr(), 1, logs);
     // The first transfer is passed on with a NOTIFY, answered by Knot.
     let first_notify = format!("Sent NOTIFY for \"example.org.\" serial 1 to {knot_addr}");
     wait_until(
         "notified Knot of serial 1",
-        || log_of(&mid).contains(&first_notify),
+        || log_of(mid).contains(&first_notify),
         logs,
     );
     wait_for_serial(knot_addr, 1, logs);
 
     // A new version travels the chain by NOTIFY (the refresh timers are an hour).
-    primary_dir.write("db.example.org", &zone(2));
+    chain.primary_dir.write("db.example.org", &zone(2));
     wait_for_serial(mid.addr(), 2, logs);
     wait_for_serial(knot_addr, 2, logs);
     assert_eq!(www(knot_addr), Ok("192.0.2.82".to_owned()));
-    let log = log_of(&mid);
+    let log = log_of(mid);
     assert!(log.contains("Transferred example.org. serial 2"), "{log}");
     assert!(
         log.contains(&format!(
@@ -195,30 +224,18 @@ fn serial_wrap_around_is_followed_along_the_chain() {
     if !require_tool("knotd") {
         return;
     }
-    let primary_dir = TempDir::new("wrap-primary");
-    let zones = TempDir::new("wrap-zones");
-    let knot_dir = TempDir::new("wrap-knot");
-    let (mid_port, knot_port) = (free_fixed_port(), free_fixed_port());
-    let knot_addr = SocketAddr::from(([127, 0, 0, 1], knot_port));
-    let primary = oxidns_primary(&primary_dir, &zone(u32::MAX), mid_port);
-    let knot = knot_secondary(&knot_dir, knot_port, mid_port);
-    let mid = oxidns_secondary(mid_port, primary.addr(), &zones.0, Some(knot_port));
-    let logs = || {
-        format!(
-            "--- secondary:\n{}\n--- knot:\n{}",
-            log_of(&mid),
-            knot.log()
-        )
-    };
+    let chain = Chain::start("wrap", u32::MAX);
+    let (mid, knot_addr) = (&chain.mid, chain.knot_addr);
+    let logs = || chain.logs();
     wait_for_serial(mid.addr(), u32::MAX, logs);
     wait_for_serial(knot_addr, u32::MAX, logs);
     // 4294967295 + 6 wraps to 5, which RFC 1982 §3.2 counts as newer.
-    primary_dir.write("db.example.org", &zone(5));
+    chain.primary_dir.write("db.example.org", &zone(5));
     wait_for_serial(mid.addr(), 5, logs);
     wait_for_serial(knot_addr, 5, logs);
     assert_eq!(www(mid.addr()), Ok("192.0.2.85".to_owned()));
     assert_eq!(www(knot_addr), Ok("192.0.2.85".to_owned()));
-    let saved = std::fs::read_to_string(zones.0.join("db.example.org")).unwrap();
+    let saved = std::fs::read_to_string(chain.zones.0.join("db.example.org")).unwrap();
     assert!(saved.contains("hostmaster.example.org. 5 3600"), "{saved}");
 }
 
