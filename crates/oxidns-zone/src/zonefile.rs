@@ -484,6 +484,28 @@ struct RawEntry {
     tokens: Vec<Token>,
 }
 
+impl RawEntry {
+    /// Adds the next token. A quoted string must be set apart from the
+    /// tokens beside it by white space or a parenthesis (RFC 1035 §5.1:
+    /// items are separated by blanks): `"a"b` is refused rather than read
+    /// as two items (`domain` 0.12.3 panics on a name glued to a quoted
+    /// string, found by fuzzing: `$INCLUDE"@I"A`).
+    fn push_token(&mut self, token: Token) -> Result<(), (u32, String)> {
+        if let Some(previous) = self.tokens.last()
+            && previous.end == token.start
+            && (previous.quoted || token.quoted)
+        {
+            return Err((
+                token.line,
+                "a quoted string must be separated from the text beside it by white space"
+                    .into(),
+            ));
+        }
+        self.tokens.push(token);
+        Ok(())
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Token {
     /// The token's bytes, quotes included.
@@ -602,12 +624,12 @@ fn split_entries(text: &[u8]) -> Result<Vec<RawEntry>, (u32, String)> {
                 }
                 let end = i.min(text.len());
                 if let Some(entry) = current.as_mut() {
-                    entry.tokens.push(Token {
+                    entry.push_token(Token {
                         start,
                         end,
                         line: token_line,
                         quoted: true,
-                    });
+                    })?;
                 }
             }
             _ => {
@@ -628,12 +650,12 @@ fn split_entries(text: &[u8]) -> Result<Vec<RawEntry>, (u32, String)> {
                 let end = i.min(text.len());
                 i = end;
                 if let Some(entry) = current.as_mut() {
-                    entry.tokens.push(Token {
+                    entry.push_token(Token {
                         start,
                         end,
                         line: token_line,
                         quoted: false,
-                    });
+                    })?;
                 }
             }
         }
@@ -1802,6 +1824,24 @@ mod tests {
         assert_eq!(records.len(), 102);
         assert!(records[1..101].iter().all(|r| r.line == 2));
         assert_eq!(records[101].line, 4);
+    }
+
+    #[test]
+    fn quoted_string_glued_to_another_token_is_an_error_not_a_panic() {
+        // The fuzzer's input (regressions/zonefile/include-quoted-path-glued-to-origin).
+        for text in [
+            "$INCLUDE\"@I\"A",
+            "$INCLUDE \"db\"sub\n",
+            "a 300 IN TXT \"x\"y\n",
+            "a 300 IN TXT y\"x\"\n",
+            "a 300 IN TXT \"x\"\"y\"\n",
+        ] {
+            let e = parse_err(text);
+            assert_eq!(e.line, 1, "{text}");
+            assert!(e.message.contains("separated"), "{text}: {e}");
+        }
+        assert_eq!(parse("a 300 IN TXT \"x\" \"y\"\n").len(), 1);
+        assert_eq!(parse("a 300 IN TXT (\"x\")\n").len(), 1);
     }
 
     #[test]
