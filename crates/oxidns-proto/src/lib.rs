@@ -13,10 +13,12 @@ mod edns;
 mod query;
 mod response;
 pub mod tsig;
+mod wire;
 
 pub use edns::{Edns, EdnsOption, option_code};
 pub use query::{MalformedQuery, Query, QueryError};
 pub use response::{ReceivedResponse, Response, ResponseParseError, encode_error};
+pub use wire::WireSections;
 
 pub use domain;
 pub use domain::base::iana::{Class, Opcode, OptRcode, Rcode, Rtype};

@@ -18,6 +18,7 @@ use domain::rdata::ZoneRecordData;
 
 use crate::edns::{Edns, EdnsOption};
 use crate::query::{MalformedQuery, Query};
+use crate::wire::{Section, WireSections};
 use crate::{DEFAULT_UDP_PAYLOAD, Name, Record};
 
 type Builder = MessageBuilder<StaticCompressor<Vec<u8>>>;
@@ -45,6 +46,12 @@ pub struct Response {
     pub additional: Vec<Record>,
     /// Options for our OPT record; sent only if the query had EDNS.
     pub edns_options: Vec<EdnsOption>,
+    /// The three sections already in wire form (a zone's or the cache's
+    /// stored answer to the same question): when set, `answer`, `authority`
+    /// and `additional` are empty and encoding copies these. Only blocks
+    /// whose plugins never read the records of a passing answer get them
+    /// (`Request::wire_answers` in oxidns-server).
+    pub wire: Option<WireSections>,
 }
 
 /// A response as received from a server: the response and the header fields
@@ -72,13 +79,6 @@ impl std::fmt::Display for ResponseParseError {
 
 impl std::error::Error for ResponseParseError {}
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Section {
-    Answer,
-    Authority,
-    Additional,
-}
-
 /// How many RRsets of each section to place.
 #[derive(Clone, Copy, Debug)]
 struct Cut {
@@ -101,7 +101,57 @@ impl Response {
             authority: Vec::new(),
             additional: Vec::new(),
             edns_options: Vec::new(),
+            wire: None,
         }
+    }
+
+    /// The sections of this response in wire form, encoded after the
+    /// question (`qname` lower-cased, `qtype`, `qclass`) as for any query
+    /// with that question, to be kept and sent again ([`Response::wire`]).
+    /// `None` if they do not fit in one message of 65,535 bytes.
+    pub fn wire_sections(&self, qname: &Name, qtype: Rtype, qclass: Class) -> Option<WireSections> {
+        let query = Query {
+            message: Bytes::new(),
+            id: 0,
+            opcode: Opcode::QUERY,
+            rd: false,
+            cd: false,
+            ad: false,
+            qname: crate::lowercase(qname),
+            qtype,
+            qclass,
+            edns: None,
+        };
+        let all = Cut {
+            answer: usize::MAX,
+            authority: usize::MAX,
+            additional: usize::MAX,
+            truncated: false,
+        };
+        let message = self
+            .try_encode(&query, usize::from(u16::MAX), all, false)
+            .ok()?;
+        let mut rrsets: Vec<(Section, u16)> = Vec::new();
+        let sections = [
+            (Section::Answer, &self.answer),
+            (Section::Authority, &self.authority),
+            (Section::Additional, &self.additional),
+        ];
+        for (section, records) in sections {
+            for (index, record) in records.iter().enumerate() {
+                match rrsets.last_mut() {
+                    Some((last, count))
+                        if index > 0
+                            && *last == section
+                            && same_rrset(&records[index - 1], record) =>
+                    {
+                        *count += 1
+                    }
+                    _ => rrsets.push((section, 1)),
+                }
+            }
+        }
+        WireSections::from_message(&message, query.qname.as_slice().len() + 4, &rrsets)
     }
 
     /// The 4-bit header part of the rcode.
@@ -124,6 +174,14 @@ impl Response {
             .max(usize::from(crate::MIN_UDP_PAYLOAD))
             .saturating_sub(reserved)
             .max(MIN_ROOM);
+        if let Some(wire) = &self.wire {
+            if wire.question_len() == query.qname.as_slice().len() + 4 {
+                return self.encode_wire(wire, query, limit);
+            }
+            // Sections made for another question are never sent under this one.
+            debug_assert!(false, "wire sections for another question");
+            return Response::new(Rcode::SERVFAIL).encode(query, limit);
+        }
         let mut cut = Cut {
             answer: usize::MAX,
             authority: usize::MAX,
@@ -154,6 +212,74 @@ impl Response {
                 Err(_) => with_options = false,
             }
         }
+    }
+
+    /// [`Response::encode_reserving`] for a response in wire form: the
+    /// header and question written here, the sections copied.
+    fn encode_wire(&self, wire: &WireSections, query: &Query, limit: usize) -> Vec<u8> {
+        let qname = query.qname.as_slice();
+        let mut options: &[EdnsOption] = &self.edns_options;
+        let opt_len = |options: &[EdnsOption]| match &query.edns {
+            Some(_) => 11 + options.iter().map(|o| 4 + o.data.len()).sum::<usize>(),
+            None => 0,
+        };
+        let before = 12 + qname.len() + 4;
+        // The question and OPT alone overflow: send OPT without options.
+        if before + opt_len(options) > limit {
+            options = &[];
+        }
+        let opt_len = opt_len(options);
+        let fit = wire.fit(limit.saturating_sub(before + opt_len));
+        let rcode = if self.rcode.is_ext() && query.edns.is_none() {
+            OptRcode::SERVFAIL
+        } else {
+            self.rcode
+        };
+
+        let mut out = Vec::with_capacity(before + fit.bytes.len() + opt_len);
+        out.extend_from_slice(&query.id.to_be_bytes());
+        // RFC 1035 §4.1.1: QR, opcode, AA, TC, RD | RA, Z (0), AD, CD, rcode.
+        let tc = self.truncated || fit.truncated;
+        out.push(
+            0x80 | (query.opcode.to_int() << 3)
+                | (u8::from(self.authoritative) << 2)
+                | (u8::from(tc) << 1)
+                | u8::from(query.rd),
+        );
+        out.push(
+            (u8::from(self.recursion_available) << 7)
+                | (u8::from(self.authentic_data) << 5)
+                | (u8::from(query.cd) << 4)
+                | rcode.rcode().to_int(),
+        );
+        let [answer, authority, additional] = fit.counts;
+        let additional = additional + u16::from(query.edns.is_some());
+        for count in [1, answer, authority, additional] {
+            out.extend_from_slice(&count.to_be_bytes());
+        }
+        out.extend_from_slice(qname);
+        out.extend_from_slice(&query.qtype.to_int().to_be_bytes());
+        out.extend_from_slice(&query.qclass.to_int().to_be_bytes());
+        wire.append(&fit, &mut out);
+        if let Some(edns) = &query.edns {
+            // RFC 6891 §6.1.2–6.1.3: root owner, OPT, payload size as the
+            // class, extended rcode, version 0 and DO in the TTL.
+            out.push(0);
+            out.extend_from_slice(&Rtype::OPT.to_int().to_be_bytes());
+            out.extend_from_slice(&DEFAULT_UDP_PAYLOAD.to_be_bytes());
+            out.push(rcode.ext());
+            out.push(0);
+            out.push(if edns.dnssec_ok { 0x80 } else { 0 });
+            out.push(0);
+            let rdlength = opt_len - 11;
+            out.extend_from_slice(&(rdlength as u16).to_be_bytes());
+            for option in options {
+                out.extend_from_slice(&option.code.to_be_bytes());
+                out.extend_from_slice(&(option.data.len() as u16).to_be_bytes());
+                out.extend_from_slice(&option.data);
+            }
+        }
+        out
     }
 
     fn try_encode(
@@ -397,6 +523,155 @@ mod tests {
             Ttl::from_secs(60),
             RecordData::A(A::new(Ipv4Addr::new(192, 0, 2, last))),
         )
+    }
+
+    fn query_for(qname: &str, qtype: Rtype, edns: Option<Edns>) -> Query {
+        let bytes = Query::build(
+            0xBEEF,
+            &name_from_str(qname).unwrap(),
+            qtype,
+            Class::IN,
+            edns.as_ref(),
+        );
+        Query::parse(bytes.into()).unwrap()
+    }
+
+    fn edns(size: u16, dnssec_ok: bool) -> Option<Edns> {
+        Some(Edns {
+            udp_payload_size: size,
+            version: 0,
+            dnssec_ok,
+            options: vec![],
+        })
+    }
+
+    fn cname(owner: &str, target: &str) -> Record {
+        Record::new(
+            name_from_str(owner).unwrap(),
+            Class::IN,
+            Ttl::from_secs(300),
+            RecordData::Cname(domain::rdata::Cname::new(name_from_str(target).unwrap())),
+        )
+    }
+
+    /// The same response with its sections in wire form, made for `query`'s question.
+    fn in_wire_form(response: &Response, query: &Query) -> Response {
+        let wire = response
+            .wire_sections(&query.qname, query.qtype, query.qclass)
+            .expect("fits");
+        Response {
+            answer: vec![],
+            authority: vec![],
+            additional: vec![],
+            wire: Some(wire),
+            ..response.clone()
+        }
+    }
+
+    /// Responses of every shape: small, CNAME chains whose names compress
+    /// into the question, extended rcodes, options, and ones that must be
+    /// cut at 512 bytes in each section.
+    fn sample_responses() -> Vec<Response> {
+        let mut small = Response::new(Rcode::NOERROR);
+        small.authoritative = true;
+        small.answer.push(a("www.example", 1));
+        small.answer.push(a("www.example", 2));
+
+        let mut chain = Response::new(Rcode::NOERROR);
+        chain.answer.push(cname("www.example", "web.example"));
+        chain.answer.push(a("web.example", 3));
+        chain.authority.push(cname("ns.example", "www.example"));
+        chain.additional.push(a("ns.example", 4));
+
+        let mut big_answer = Response::new(Rcode::NOERROR);
+        big_answer.answer.push(a("www.example", 1));
+        for _ in 0..3 {
+            big_answer.answer.push(txt("www.example", 200));
+        }
+        big_answer.additional.push(a("c.example", 5));
+
+        let mut big_authority = Response::new(Rcode::NXDOMAIN);
+        big_authority.authority.push(txt("www.example", 200));
+        big_authority.authority.push(txt("other.example", 250));
+        big_authority.additional.push(a("c.example", 5));
+
+        let mut big_additional = Response::new(Rcode::NOERROR);
+        big_additional.answer.push(txt("www.example", 200));
+        big_additional.additional.push(a("g.example", 6));
+        big_additional.additional.push(txt("more.example", 250));
+        big_additional.additional.push(txt("more.example", 250));
+
+        let mut extended = Response::new(Rcode::NOERROR);
+        extended.rcode = OptRcode::BADCOOKIE;
+        extended.recursion_available = true;
+        extended.authentic_data = true;
+        extended.edns_options.push(EdnsOption {
+            code: 10,
+            data: bytes::Bytes::from_static(&[7; 24]),
+        });
+
+        vec![
+            small,
+            chain,
+            big_answer,
+            big_authority,
+            big_additional,
+            extended,
+        ]
+    }
+
+    #[test]
+    fn wire_form_encodes_to_the_same_bytes() {
+        let queries = [
+            query_for("www.example", Rtype::A, None),
+            query_for("www.example", Rtype::A, edns(1232, true)),
+            query_for("www.example", Rtype::A, edns(600, false)),
+            query_for("www.example", Rtype::A, edns(4096, false)),
+        ];
+        for (n, response) in sample_responses().iter().enumerate() {
+            for query in &queries {
+                let wire = in_wire_form(response, query);
+                for (limit, reserved) in [(512, 0), (65535, 0), (1232, 0), (700, 100)] {
+                    assert_eq!(
+                        wire.encode_reserving(query, limit, reserved),
+                        response.encode_reserving(query, limit, reserved),
+                        "response {n}, limit {limit}, reserved {reserved}, edns {:?}",
+                        query.edns
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wire_form_serves_any_case_of_its_name_and_echoes_it() {
+        let lower = query_for("www.example", Rtype::A, None);
+        let mixed = query_for("WwW.ExAmple", Rtype::A, edns(1232, false));
+        for response in sample_responses() {
+            let wire = in_wire_form(&response, &lower);
+            let got = Response::parse(&wire.encode(&mixed, 1232)).unwrap();
+            let want = Response::parse(&response.encode(&mixed, 1232)).unwrap();
+            assert_eq!(got.question.as_ref().unwrap().0.to_string(), "WwW.ExAmple");
+            assert_eq!(got.response, want.response);
+            assert_eq!(got.id, 0xBEEF);
+        }
+    }
+
+    #[test]
+    fn aged_wire_sections_lower_every_ttl_but_not_below_zero() {
+        let query = query_for("www.example", Rtype::A, edns(1232, false));
+        let mut response = sample_responses().swap_remove(1);
+        response.answer[1].set_ttl(Ttl::from_secs(30));
+        let mut wire = in_wire_form(&response, &query);
+        wire.wire = Some(wire.wire.unwrap().aged(100));
+        let got = Response::parse(&wire.encode(&query, 1232))
+            .unwrap()
+            .response;
+        let ttls: Vec<u32> = [&got.answer, &got.authority, &got.additional]
+            .iter()
+            .flat_map(|s| s.iter().map(|r| r.ttl().as_secs()))
+            .collect();
+        assert_eq!(ttls, [200, 0, 200, 0]);
     }
 
     #[test]

@@ -34,6 +34,16 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Answers `request`, or calls `next.serve(request)` to pass it on.
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a>;
+
+    /// Whether this handler reads or changes the records (`answer`,
+    /// `authority`, `additional`) of responses that come back to it from
+    /// the rest of the chain, or that its write observers are shown. A block
+    /// where no handler does lets answering plugins send stored answers in
+    /// wire form ([`Request::wire_answers`]). Answers a handler makes itself
+    /// do not count. The default is the safe one.
+    fn reads_answers(&self) -> bool {
+        true
+    }
 }
 
 /// The rest of the chain after the running handler.
@@ -223,6 +233,10 @@ pub struct Request {
     pub server: Arc<str>,
     pub metadata: Metadata,
     pub received: Instant,
+    /// Answers may be given in wire form ([`Response::wire`]): no handler
+    /// of this block's chain reads passing answers' records. Set by the
+    /// server from the block; false for requests made elsewhere.
+    pub wire_answers: bool,
     observers: Vec<WriteObserver>,
     follow_ups: Option<mpsc::Receiver<Response>>,
     signer: Option<SharedSigner>,
@@ -258,6 +272,7 @@ impl Request {
             server,
             metadata: Metadata::default(),
             received: Instant::now(),
+            wire_answers: false,
             observers: Vec::new(),
             follow_ups: None,
             signer: None,

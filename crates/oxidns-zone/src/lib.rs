@@ -10,6 +10,7 @@
 //! - [`journal`]: the differences between versions of a zone, kept on disk
 //!   for incremental transfers (RFC 1995).
 
+mod answers;
 pub mod canonical;
 pub mod journal;
 mod lookup;

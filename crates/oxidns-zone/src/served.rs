@@ -184,44 +184,62 @@ impl ZoneSet {
 
     /// The zone with the longest apex that contains `qname`.
     pub fn find(&self, qname: &Name) -> Option<Arc<ServedZone>> {
-        let zones = self.zones.load();
-        // Lower-cased on the stack: this runs for every query. Length octets
-        // are below 64, so lower-casing never changes them.
-        let mut buffer = [0u8; 255];
-        let wire = &mut buffer[..qname.as_slice().len()];
-        wire.copy_from_slice(qname.as_slice());
-        wire.make_ascii_lowercase();
-        let mut pos = 0;
-        loop {
-            if let Some(zone) = zones.get(&wire[pos..]) {
-                return Some(zone.clone());
-            }
-            let len = usize::from(*wire.get(pos)?);
-            if len == 0 {
-                return None;
-            }
-            pos += 1 + len;
-        }
+        longest_match(&self.zones.load(), qname).cloned()
     }
 
     /// Answers from the zone that holds `qname`; `None` when no zone does.
     /// Zone transfers are not answered here (they belong to `transfer`), nor
     /// classes other than the zone's.
+    ///
+    /// With `wire_form`, a repeated question may be answered in wire form
+    /// ([`Zone::lookup_wire`]), for chains that never read answer records.
     pub fn answer(
         &self,
         qname: &Name,
         qtype: Rtype,
         qclass: Class,
         dnssec_ok: bool,
+        wire_form: bool,
     ) -> Option<Response> {
-        let served = self.find(qname)?;
-        let zone = served.current();
+        // Guards, not clones: no reference count shared by every worker is
+        // touched per query.
+        let zones = self.zones.load();
+        let zone = longest_match(&zones, qname)?.zone.load();
         if (qclass != zone.class() && qclass != Class::ANY)
             || matches!(qtype, Rtype::AXFR | Rtype::IXFR)
         {
             return Some(Response::new(Rcode::REFUSED));
         }
-        Some(zone.lookup(qname, qtype, dnssec_ok))
+        Some(if wire_form {
+            zone.lookup_wire(qname, qtype, dnssec_ok)
+        } else {
+            zone.lookup(qname, qtype, dnssec_ok)
+        })
+    }
+}
+
+/// The zone of `zones` (keyed by lower-case apex) with the longest apex
+/// that contains `qname`.
+fn longest_match<'z>(
+    zones: &'z HashMap<Box<[u8]>, Arc<ServedZone>>,
+    qname: &Name,
+) -> Option<&'z Arc<ServedZone>> {
+    // Lower-cased on the stack: this runs for every query. Length octets
+    // are below 64, so lower-casing never changes them.
+    let mut buffer = [0u8; 255];
+    let wire = &mut buffer[..qname.as_slice().len()];
+    wire.copy_from_slice(qname.as_slice());
+    wire.make_ascii_lowercase();
+    let mut pos = 0;
+    loop {
+        if let Some(zone) = zones.get(&wire[pos..]) {
+            return Some(zone);
+        }
+        let len = usize::from(*wire.get(pos)?);
+        if len == 0 {
+            return None;
+        }
+        pos += 1 + len;
     }
 }
 
@@ -322,6 +340,7 @@ mod tests {
                 &name_from_str("www.example.org").unwrap(),
                 Rtype::A,
                 Class::IN,
+                false,
                 false,
             )
             .unwrap();
@@ -433,6 +452,7 @@ mod tests {
                 Rtype::A,
                 Class::IN,
                 false,
+                false,
             )
             .unwrap();
         assert_eq!(r.answer[0].data().to_string(), "192.0.2.99");
@@ -441,6 +461,7 @@ mod tests {
                 &name_from_str("example.net").unwrap(),
                 Rtype::A,
                 Class::IN,
+                false,
                 false
             )
             .is_none()
@@ -450,6 +471,7 @@ mod tests {
                 &name_from_str("x.example.org").unwrap(),
                 Rtype::A,
                 Class::IN,
+                false,
                 false,
             )
             .unwrap();

@@ -303,6 +303,8 @@ pub struct Zone {
     /// Keys of the delegations and DNAME owners, sorted: the only names
     /// above a query name the lookup must look at.
     pub(crate) redirects: Vec<Box<[u8]>>,
+    /// Answers already given, in wire form (`answers.rs`).
+    pub(crate) answers: crate::answers::WireAnswers,
 }
 
 impl Zone {
@@ -708,6 +710,7 @@ impl ZoneBuilder {
         };
         let mut zone = Zone {
             redirects: Vec::new(),
+            answers: crate::answers::WireAnswers::for_names(nodes.len()),
             apex: self.apex,
             apex_key: self.apex_key,
             class,

@@ -497,8 +497,7 @@ impl RawEntry {
         {
             return Err((
                 token.line,
-                "a quoted string must be separated from the text beside it by white space"
-                    .into(),
+                "a quoted string must be separated from the text beside it by white space".into(),
             ));
         }
         self.tokens.push(token);

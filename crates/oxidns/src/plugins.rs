@@ -45,3 +45,36 @@ pub const PLUGINS: &[PluginEntry] = &[
     oxidns_plugin_forward::PLUGIN,
     oxidns_plugin_whoami::PLUGIN,
 ];
+
+#[cfg(test)]
+mod tests {
+    use oxidns_server::{Options, build, corefile};
+
+    use super::PLUGINS;
+
+    fn wire_answers(plugins: &str) -> bool {
+        let zone = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/db.example.org");
+        let text = format!("example.org {{\n{plugins}\nfile {zone}\n}}\n");
+        let blocks = corefile::parse_str(&text, "Corefile").unwrap();
+        let config = build(&blocks, PLUGINS, &Options::default()).unwrap();
+        config.blocks[0].wire_answers
+    }
+
+    /// Stored answers in wire form have no records to read or change, so
+    /// a block gets them only when no plugin of its chain would.
+    #[test]
+    fn answers_come_in_wire_form_only_where_no_plugin_reads_them() {
+        for plugins in [
+            "",
+            "log",
+            "prometheus\nerrors\nlog . {class denial}",
+            "acl",
+            "cookies",
+        ] {
+            assert!(wire_answers(plugins), "{plugins:?}");
+        }
+        for plugins in ["loadbalance", "cache", "autopath @kubernetes"] {
+            assert!(!wire_answers(plugins), "{plugins:?}");
+        }
+    }
+}

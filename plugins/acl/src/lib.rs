@@ -191,6 +191,11 @@ impl Handler for Acl {
         "acl"
     }
 
+    // Decides on the question alone.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         let decision = self.decide(request.qname(), request.qtype(), request.client.ip());
         let server = request.server.to_string();

@@ -34,6 +34,11 @@ impl Handler for Any {
         "any"
     }
 
+    // Answers ANY itself; other answers pass unread.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         if request.qtype() != Rtype::ANY {
             return next.serve(request);

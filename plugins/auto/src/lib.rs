@@ -225,12 +225,20 @@ impl Handler for Auto {
         "auto"
     }
 
+    // Answers from its zones; what `fallthrough` brings back passes unread.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         let query = &request.query;
-        let answer =
-            self.served
-                .set
-                .answer(&query.qname, query.qtype, query.qclass, query.dnssec_ok());
+        let answer = self.served.set.answer(
+            &query.qname,
+            query.qtype,
+            query.qclass,
+            query.dnssec_ok(),
+            request.wire_answers,
+        );
         match answer {
             None => next.serve_or_refuse(request),
             Some(response) => self.fallthrough.answer_or_next(response, request, next),

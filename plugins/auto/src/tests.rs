@@ -125,7 +125,13 @@ fn zones_appear_change_and_disappear_with_their_files() {
     let www = name_from_str("www.example.org").unwrap();
     let answer = served
         .set
-        .answer(&www, Rtype::A, oxidns_server::proto::Class::IN, false)
+        .answer(
+            &www,
+            Rtype::A,
+            oxidns_server::proto::Class::IN,
+            false,
+            false,
+        )
         .unwrap();
     assert_eq!(answer.answer[0].data().to_string(), "192.0.2.12");
     std::fs::remove_file(dir.0.join("db.example.net")).unwrap();

@@ -48,6 +48,11 @@ impl Handler for Bufsize {
         "bufsize"
     }
 
+    // Changes the query's EDNS size only.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         if let Some(edns) = request.query.edns.as_mut()
             && edns.udp_payload_size > self.size

@@ -112,6 +112,11 @@ impl Handler for Chaos {
         "chaos"
     }
 
+    // Answers CH TXT itself; other answers pass unread.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         if request.qclass() != Class::CH || request.qtype() != Rtype::TXT {
             return next.serve(request);

@@ -212,6 +212,11 @@ impl Handler for Cookies {
         "cookies"
     }
 
+    // Adds an EDNS option, which stays outside the sections.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         let Some(option) = request
             .query

@@ -278,6 +278,11 @@ impl Handler for Errors {
         "errors"
     }
 
+    // Sees errors only.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         Box::pin(async move {
             let result = next.serve(request).await;

@@ -107,6 +107,11 @@ impl Handler for Forward {
         "forward"
     }
 
+    // Makes its own answers (from upstreams) only.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         Box::pin(async move {
             if !self.matches(&request.query.qname) {

@@ -352,6 +352,11 @@ impl Handler for Hosts {
         "hosts"
     }
 
+    // Makes its own answers only.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         match self.answer(request) {
             Some(response) => Box::pin(std::future::ready(Ok(response))),

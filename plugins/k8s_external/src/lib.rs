@@ -83,6 +83,11 @@ impl Handler for External {
         "k8s_external"
     }
 
+    // Makes its own answers only.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         let qname = lowercase(request.qname());
         let zone = self

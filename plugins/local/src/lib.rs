@@ -189,6 +189,11 @@ impl Handler for Local {
         "local"
     }
 
+    // Makes its own answers only.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         let qname = request.qname();
         if self.is_localhost_name(qname) {

@@ -155,6 +155,11 @@ impl Handler for Logger {
         "log"
     }
 
+    // The class of an answer in wire form is read from the bytes sent (`classify`).
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         let qname = request.qname();
         if let Some(rule) = self.rules.iter().find(|r| in_zone(qname, &r.scope)) {
@@ -520,6 +525,16 @@ fn unix_now() -> i64 {
 
 /// The class of the response that was sent, at Unix time `now`.
 fn classify(sent: &Sent<'_>, now: i64) -> ResponseClass {
+    // An answer sent in wire form has its records only in the bytes sent.
+    if sent.response.wire.is_some()
+        && let Ok(received) = Response::parse(sent.wire)
+    {
+        let decoded = Sent {
+            response: &received.response,
+            ..*sent
+        };
+        return typify(&decoded, now).class();
+    }
     typify(sent, now).class()
 }
 
@@ -890,6 +905,17 @@ mod tests {
         ];
         for (what, req, response, expected) in cases {
             assert_eq!(class_of(req, response), *expected, "{what}");
+            // The same answer in wire form, as a zone's stored answers come.
+            let query = &req.query;
+            let wire = Response {
+                answer: vec![],
+                authority: vec![],
+                additional: vec![],
+                wire: response.wire_sections(&query.qname, query.qtype, query.qclass),
+                ..response.clone()
+            };
+            assert!(wire.wire.is_some());
+            assert_eq!(class_of(req, &wire), *expected, "{what}, in wire form");
         }
         let cname_query = request("example.org", Rtype::CNAME);
         assert_eq!(class_of(&cname_query, &cname_only), ResponseClass::Success);

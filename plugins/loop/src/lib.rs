@@ -237,6 +237,11 @@ impl Handler for Loop {
         "loop"
     }
 
+    // Looks at the question alone.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         if request.qtype() == Rtype::HINFO
             && !self.state.is_disabled()

@@ -61,6 +61,11 @@ impl Handler for Nsid {
         "nsid"
     }
 
+    // Adds an EDNS option, which stays outside the sections.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         let requested = request
             .query

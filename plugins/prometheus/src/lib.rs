@@ -156,6 +156,11 @@ impl Handler for RequestMetrics {
         "prometheus"
     }
 
+    // Reads the rcode and the size as sent, never the records.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         let started = Instant::now();
         request.on_written(move |request, response, wire| record(request, response, wire, started));

@@ -281,6 +281,11 @@ impl Handler for RateLimit {
         "ratelimit"
     }
 
+    // Classifies answers by rcode only.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         Box::pin(async move {
             let result = next.serve(request).await;

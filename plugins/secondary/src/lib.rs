@@ -832,6 +832,11 @@ impl Handler for Secondary {
         "secondary"
     }
 
+    // Answers from its zones; other names pass on unread.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         let Some(slot) = self.slot_for(request.qname()) else {
             return next.serve_or_refuse(request);
@@ -843,10 +848,13 @@ impl Handler for Secondary {
             return ready(Response::new(Rcode::SERVFAIL));
         }
         let query = &request.query;
-        match slot
-            .set
-            .answer(&query.qname, query.qtype, query.qclass, query.dnssec_ok())
-        {
+        match slot.set.answer(
+            &query.qname,
+            query.qtype,
+            query.qclass,
+            query.dnssec_ok(),
+            request.wire_answers,
+        ) {
             None => ready(Response::new(Rcode::SERVFAIL)),
             Some(response) => self.fallthrough.answer_or_next(response, request, next),
         }

@@ -247,6 +247,11 @@ impl Handler for Transfer {
         "transfer"
     }
 
+    // Makes its own answers only.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         let qtype = request.qtype();
         if qtype != Rtype::AXFR && qtype != Rtype::IXFR {

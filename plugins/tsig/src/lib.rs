@@ -164,6 +164,11 @@ impl Handler for Tsig {
         "tsig"
     }
 
+    // Signs the encoded message, whatever its records.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         if !self.zones.iter().any(|zone| in_zone(request.qname(), zone)) {
             return next.serve(request);

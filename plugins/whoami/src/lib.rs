@@ -26,6 +26,11 @@ impl Handler for Whoami {
         "whoami"
     }
 
+    // Makes its own answers only.
+    fn reads_answers(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, request: &'a mut Request, _next: Next<'a>) -> HandlerFuture<'a> {
         let mut response = request.reply(Rcode::NOERROR);
         response.authoritative = true;
