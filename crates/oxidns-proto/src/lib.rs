@@ -14,11 +14,13 @@ mod query;
 mod response;
 pub mod tsig;
 mod wire;
+mod zone_map;
 
 pub use edns::{Edns, EdnsOption, option_code};
 pub use query::{MalformedQuery, Query, QueryError};
 pub use response::{ReceivedResponse, Response, ResponseParseError, encode_error};
 pub use wire::WireSections;
+pub use zone_map::ZoneMap;
 
 pub use domain;
 pub use domain::base::iana::{Class, Opcode, OptRcode, Rcode, Rtype};

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oxidns_proto::Name;
+use oxidns_proto::{Name, ZoneMap};
 
 use crate::corefile::key::{Scheme, ZoneKey, parse_key};
 use crate::corefile::{ConfigError, Directive, ServerBlock, Token};
@@ -191,72 +191,24 @@ impl Config {
     }
 }
 
-/// Zones by lower-case wire-format name, each with its block.
-type ZoneTable = HashMap<Box<[u8]>, (Name, Arc<Block>)>;
+/// Zones, each with its block.
+type ZoneTable = ZoneMap<(Name, Arc<Block>)>;
 
 /// Picks the server block for a question: the longest zone that contains it.
 pub struct ZoneRouter {
     zones: ZoneTable,
-    /// Which wire lengths (1 to 255) the zones have, one bit each: a suffix
-    /// of the query name of another length is not looked up. Most servers
-    /// have a zone or two, so a query costs one lookup instead of one per label.
-    lengths: [u64; 4],
 }
 
 impl ZoneRouter {
     fn new(zones: ZoneTable) -> ZoneRouter {
-        let mut lengths = [0u64; 4];
-        for wire in zones.keys() {
-            lengths[wire.len() / 64] |= 1 << (wire.len() % 64);
-        }
-        ZoneRouter { zones, lengths }
-    }
-
-    fn has_length(&self, len: usize) -> bool {
-        self.lengths[len / 64] & (1 << (len % 64)) != 0
+        ZoneRouter { zones }
     }
 
     /// The block and zone for `qname`, walking from the full name up to the root.
     pub fn route(&self, qname: &Name) -> Option<(&Name, &Arc<Block>)> {
-        let mut wire = [0u8; 255];
-        let bytes = qname.as_slice();
-        let wire = &mut wire[..bytes.len()];
-        wire.copy_from_slice(bytes);
-        wire.make_ascii_lowercase_labels();
-        let mut pos = 0;
-        loop {
-            let suffix = &wire[pos..];
-            if self.has_length(suffix.len())
-                && let Some((zone, block)) = self.zones.get(suffix)
-            {
-                return Some((zone, block));
-            }
-            let len = usize::from(*wire.get(pos)?);
-            if len == 0 {
-                return None;
-            }
-            pos += 1 + len;
-        }
-    }
-}
-
-/// Lower-cases the letters of a wire-format name, leaving length octets alone.
-trait LowercaseLabels {
-    fn make_ascii_lowercase_labels(&mut self);
-}
-
-impl LowercaseLabels for [u8] {
-    fn make_ascii_lowercase_labels(&mut self) {
-        let mut pos = 0;
-        while let Some(&len) = self.get(pos) {
-            let len = usize::from(len);
-            if len == 0 {
-                break;
-            }
-            let end = (pos + 1 + len).min(self.len());
-            self[pos + 1..end].make_ascii_lowercase();
-            pos = end;
-        }
+        self.zones
+            .longest_match(qname)
+            .map(|(_, (zone, block))| (zone, block))
     }
 }
 
@@ -410,12 +362,12 @@ fn group_listeners(blocks: &[Arc<Block>]) -> Result<Vec<ListenerSpec>, Vec<Confi
                     let index = match routes.iter().position(|(a, ..)| *a == socket) {
                         Some(i) => i,
                         None => {
-                            routes.push((socket, HashMap::new(), LimitSettings::default()));
+                            routes.push((socket, ZoneMap::default(), LimitSettings::default()));
                             routes.len() - 1
                         }
                     };
                     let (_, zones, limits) = &mut routes[index];
-                    zones.insert(zone.as_slice().into(), (zone.clone(), block.clone()));
+                    zones.insert(zone, (zone.clone(), block.clone()));
                     limits.tighten(&block.limits);
                 }
                 earlier.extend(addrs.iter().map(|a| (*a, key.token.clone())));

@@ -75,9 +75,22 @@ impl ReceiveBatch {
 }
 
 /// Responses waiting to go out together.
-#[derive(Default)]
 pub(crate) struct SendBatch {
     pending: Vec<(Vec<u8>, SocketAddr)>,
+    /// Kept between calls: filling 32 fresh headers and addresses for
+    /// every call cost more than the answer itself at low rates.
+    #[cfg(target_os = "linux")]
+    sys: linux::Headers,
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        SendBatch {
+            pending: Vec::with_capacity(BATCH),
+            #[cfg(target_os = "linux")]
+            sys: linux::Headers::new(),
+        }
+    }
 }
 
 impl SendBatch {
@@ -91,7 +104,13 @@ impl SendBatch {
         let mut start = 0;
         while start < self.pending.len() {
             let batch = &self.pending[start..self.pending.len().min(start + BATCH)];
-            match socket.try_io(Interest::WRITABLE, || send_now(socket, batch)) {
+            #[cfg(target_os = "linux")]
+            let sys = &mut self.sys;
+            #[cfg(target_os = "linux")]
+            let send_now = || sys.send(socket, batch);
+            #[cfg(not(target_os = "linux"))]
+            let send_now = || send_one(socket, batch);
+            match socket.try_io(Interest::WRITABLE, send_now) {
                 Ok(sent) => start += sent.max(1),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // The send buffer is full: wait for room (bounded by what we hold).
@@ -109,13 +128,8 @@ impl SendBatch {
     }
 }
 
-#[cfg(target_os = "linux")]
-fn send_now(socket: &UdpSocket, batch: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
-    linux::send(socket, batch)
-}
-
 #[cfg(not(target_os = "linux"))]
-fn send_now(socket: &UdpSocket, batch: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
+fn send_one(socket: &UdpSocket, batch: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
     let (message, client) = &batch[0];
     socket.try_send_to(message, *client).map(|_| 1)
 }
@@ -127,7 +141,6 @@ mod linux {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
     use std::os::fd::AsRawFd;
 
-    use socket2::SockAddr;
     use tokio::net::UdpSocket;
 
     use super::BATCH;
@@ -202,6 +215,74 @@ mod linux {
         }
     }
 
+    impl Headers {
+        /// Sends the first [`BATCH`] of `batch` in one `sendmmsg`; returns
+        /// how many went out. Only the headers used are filled.
+        pub(super) fn send(
+            &mut self,
+            socket: &UdpSocket,
+            batch: &[(Vec<u8>, SocketAddr)],
+        ) -> io::Result<usize> {
+            let count = batch.len().min(BATCH);
+            for (i, (message, client)) in batch.iter().take(count).enumerate() {
+                self.iovecs[i] = libc::iovec {
+                    iov_base: message.as_ptr() as *mut libc::c_void,
+                    iov_len: message.len(),
+                };
+                let header = &mut self.headers[i];
+                header.msg_hdr.msg_name = (&raw mut self.addrs[i]).cast();
+                header.msg_hdr.msg_namelen = write_addr(&mut self.addrs[i], client);
+                header.msg_hdr.msg_iov = &raw mut self.iovecs[i];
+                header.msg_hdr.msg_iovlen = 1;
+                header.msg_hdr.msg_control = std::ptr::null_mut();
+                header.msg_hdr.msg_controllen = 0;
+                header.msg_hdr.msg_flags = 0;
+            }
+            let sent = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    self.headers.as_mut_ptr(),
+                    count as u32,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if sent < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(sent as usize)
+        }
+    }
+
+    /// Writes `addr` as a C socket address into `storage`; returns its length.
+    fn write_addr(storage: &mut libc::sockaddr_storage, addr: &SocketAddr) -> libc::socklen_t {
+        match addr {
+            SocketAddr::V4(v4) => {
+                // SAFETY: sockaddr_storage is large and aligned enough for any
+                // socket address type.
+                let sin = unsafe { &mut *(storage as *mut _ as *mut libc::sockaddr_in) };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = v4.port().to_be();
+                sin.sin_addr = libc::in_addr {
+                    s_addr: u32::from(*v4.ip()).to_be(),
+                };
+                sin.sin_zero = [0; 8];
+                size_of::<libc::sockaddr_in>() as libc::socklen_t
+            }
+            SocketAddr::V6(v6) => {
+                // SAFETY: as above.
+                let sin6 = unsafe { &mut *(storage as *mut _ as *mut libc::sockaddr_in6) };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = v6.port().to_be();
+                sin6.sin6_flowinfo = v6.flowinfo();
+                sin6.sin6_addr = libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                };
+                sin6.sin6_scope_id = v6.scope_id();
+                size_of::<libc::sockaddr_in6>() as libc::socklen_t
+            }
+        }
+    }
+
     fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
         match i32::from(storage.ss_family) {
             libc::AF_INET => {
@@ -224,45 +305,6 @@ mod linux {
             }
             _ => None,
         }
-    }
-
-    /// Sends up to [`BATCH`] messages; how many went out.
-    pub(super) fn send(
-        socket: &UdpSocket,
-        batch: &[(Vec<u8>, std::net::SocketAddr)],
-    ) -> io::Result<usize> {
-        let count = batch.len().min(BATCH);
-        let addrs: [Option<SockAddr>; BATCH] =
-            std::array::from_fn(|i| batch.get(i).map(|(_, client)| SockAddr::from(*client)));
-        // SAFETY: all-zero is a valid value of these plain C structs.
-        let mut iovecs: [libc::iovec; BATCH] = unsafe { zeroed() };
-        let mut headers: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        for i in 0..count {
-            let (message, _) = &batch[i];
-            let addr = addrs[i].as_ref().expect("an address for every message");
-            iovecs[i] = libc::iovec {
-                iov_base: message.as_ptr() as *mut libc::c_void,
-                iov_len: message.len(),
-            };
-            headers[i].msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
-            headers[i].msg_hdr.msg_namelen = addr.len();
-            headers[i].msg_hdr.msg_iov = &raw mut iovecs[i];
-            headers[i].msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: the first `count` headers point at live messages and
-        // addresses; the kernel only reads them.
-        let sent = unsafe {
-            libc::sendmmsg(
-                socket.as_raw_fd(),
-                headers.as_mut_ptr(),
-                count as u32,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(sent as usize)
     }
 }
 
@@ -335,6 +377,16 @@ mod tests {
         assert_eq!(
             batch.datagram(0),
             (&b"v6"[..], Some(client.local_addr().unwrap()))
+        );
+        // And answered through a send batch.
+        let mut replies = SendBatch::default();
+        replies.push(b"back".to_vec(), client.local_addr().unwrap());
+        replies.flush(&server).await;
+        let mut buf = [0u8; 8];
+        let (len, from) = client.recv_from(&mut buf).await.unwrap();
+        assert_eq!(
+            (&buf[..len], from),
+            (&b"back"[..], server.local_addr().unwrap())
         );
     }
 }

@@ -28,7 +28,7 @@ const MAX_KEY_LEN: usize = 255 + 2 + 1;
 
 pub(crate) struct WireAnswers {
     slots: Box<[ArcSwapOption<StoredAnswer>]>,
-    hasher: std::hash::RandomState,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl std::fmt::Debug for WireAnswers {
@@ -56,7 +56,7 @@ impl WireAnswers {
             .clamp(MIN_SLOTS, MAX_SLOTS);
         WireAnswers {
             slots: (0..count).map(|_| ArcSwapOption::empty()).collect(),
-            hasher: std::hash::RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 }

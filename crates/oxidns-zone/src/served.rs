@@ -4,14 +4,13 @@
 //! A query in flight keeps the snapshot it started with (an `Arc`), so it
 //! never sees half a zone; a reload that fails leaves the old zone serving.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use domain::base::iana::{Class, Rtype};
-use oxidns_proto::{Name, Rcode, Response};
+use oxidns_proto::{Name, Rcode, Response, ZoneMap};
 
 use crate::zone::{Zone, ZoneProblem};
 
@@ -136,7 +135,7 @@ impl ServedZone {
 #[derive(Default)]
 pub struct ZoneSet {
     /// Keyed by the apex in lower-case wire format.
-    zones: ArcSwap<HashMap<Box<[u8]>, Arc<ServedZone>>>,
+    zones: ArcSwap<ZoneMap<Arc<ServedZone>>>,
     observers: SwapObservers,
 }
 
@@ -152,10 +151,7 @@ impl ZoneSet {
         for zone in &zones {
             zone.observers.get_or_init(|| self.observers.clone());
         }
-        let map = zones
-            .into_iter()
-            .map(|z| (Box::<[u8]>::from(z.apex.as_slice()), z))
-            .collect();
+        let map = zones.into_iter().map(|z| (z.apex.clone(), z)).collect();
         self.zones.store(Arc::new(map));
     }
 
@@ -184,7 +180,8 @@ impl ZoneSet {
 
     /// The zone with the longest apex that contains `qname`.
     pub fn find(&self, qname: &Name) -> Option<Arc<ServedZone>> {
-        longest_match(&self.zones.load(), qname).cloned()
+        let zones = self.zones.load();
+        zones.longest_match(qname).map(|(_, zone)| zone.clone())
     }
 
     /// Answers from the zone that holds `qname`; `None` when no zone does.
@@ -204,7 +201,7 @@ impl ZoneSet {
         // Guards, not clones: no reference count shared by every worker is
         // touched per query.
         let zones = self.zones.load();
-        let zone = longest_match(&zones, qname)?.zone.load();
+        let zone = zones.longest_match(qname)?.1.zone.load();
         if (qclass != zone.class() && qclass != Class::ANY)
             || matches!(qtype, Rtype::AXFR | Rtype::IXFR)
         {
@@ -215,31 +212,6 @@ impl ZoneSet {
         } else {
             zone.lookup(qname, qtype, dnssec_ok)
         })
-    }
-}
-
-/// The zone of `zones` (keyed by lower-case apex) with the longest apex
-/// that contains `qname`.
-fn longest_match<'z>(
-    zones: &'z HashMap<Box<[u8]>, Arc<ServedZone>>,
-    qname: &Name,
-) -> Option<&'z Arc<ServedZone>> {
-    // Lower-cased on the stack: this runs for every query. Length octets
-    // are below 64, so lower-casing never changes them.
-    let mut buffer = [0u8; 255];
-    let wire = &mut buffer[..qname.as_slice().len()];
-    wire.copy_from_slice(qname.as_slice());
-    wire.make_ascii_lowercase();
-    let mut pos = 0;
-    loop {
-        if let Some(zone) = zones.get(&wire[pos..]) {
-            return Some(zone);
-        }
-        let len = usize::from(*wire.get(pos)?);
-        if len == 0 {
-            return None;
-        }
-        pos += 1 + len;
     }
 }
 
