@@ -2,6 +2,8 @@
 //! answered. An accepted query rebuilt with `Query::build` parses again to the
 //! same question and EDNS; a response to it and a FORMERR for a rejected one
 //! are messages that `Response::parse` reads back with the query's ID.
+//! `Query::parse` (which reads common queries in place) and
+//! `Query::parse_full` (the general path alone) give the same result.
 
 #![no_main]
 
@@ -10,7 +12,13 @@ use libfuzzer_sys::fuzz_target;
 use oxidns_proto::{Query, QueryError, Rcode, Response, encode_error};
 
 fuzz_target!(|data: &[u8]| {
-    match Query::parse(Bytes::copy_from_slice(data)) {
+    let parsed = Query::parse(Bytes::copy_from_slice(data));
+    let in_full = Query::parse_full(Bytes::copy_from_slice(data));
+    assert_eq!(parsed, in_full);
+    if let (Ok(fast), Ok(full)) = (&parsed, &in_full) {
+        assert_eq!(fast.qname.as_slice(), full.qname.as_slice());
+    }
+    match parsed {
         Ok(query) => {
             let rebuilt = Query::build(
                 query.id,

@@ -19,7 +19,7 @@ use crate::Name;
 use crate::edns::Edns;
 
 /// A query that passed validation.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Query {
     /// The message as received; plugins that need more (TSIG, UPDATE) re-read it.
     pub message: Bytes,
@@ -64,6 +64,85 @@ pub enum QueryError {
 impl Query {
     /// Validates a received message; see the module docs for what is checked.
     pub fn parse(message: Bytes) -> Result<Query, QueryError> {
+        match Query::parse_common(&message) {
+            Some(query) => Ok(query),
+            None => Query::parse_full(message),
+        }
+    }
+
+    /// The shape nearly every query has, read in place (issue #8): a
+    /// header with QR clear and counts 1/0/0/0-1, one question whose name
+    /// has no compression pointer, and at most an OPT record that ends the
+    /// message. The question name is a slice of the message, not a copy.
+    /// `None` for anything else, valid or not: [`Query::parse_full`] then
+    /// decides, and it reads these messages the same way.
+    fn parse_common(message: &Bytes) -> Option<Query> {
+        let bytes = &message[..];
+        let word = |at: usize| -> Option<u16> {
+            Some(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]))
+        };
+        let (flags, more_flags) = (*bytes.get(2)?, *bytes.get(3)?);
+        let counts = (word(4)?, word(6)?, word(8)?, word(10)?);
+        if flags & 0x80 != 0 || counts.0 != 1 || counts.1 != 0 || counts.2 != 0 || counts.3 > 1 {
+            return None;
+        }
+        // RFC 1035 §3.1: labels of at most 63 octets, a name of at most 255.
+        let mut at = 12;
+        loop {
+            let len = usize::from(*bytes.get(at)?);
+            if len > 63 {
+                return None;
+            }
+            at += 1 + len;
+            if at - 12 > 255 {
+                return None;
+            }
+            if len == 0 {
+                break;
+            }
+        }
+        let name_end = at;
+        let (qtype, qclass) = (word(at)?, word(at + 2)?);
+        at += 4;
+        let mut edns = None;
+        if counts.3 == 1 {
+            // RFC 6891 §6.1.2: root owner, type OPT, the payload size as the
+            // class, extended rcode, version and flags in the TTL.
+            if *bytes.get(at)? != 0 || word(at + 1)? != Rtype::OPT.to_int() {
+                return None;
+            }
+            let payload = word(at + 3)?;
+            let ttl = u32::from_be_bytes(bytes.get(at + 5..at + 9)?.try_into().ok()?);
+            let rdlength = usize::from(word(at + 9)?);
+            let data = bytes.get(at + 11..at + 11 + rdlength)?;
+            edns = Some(Edns {
+                udp_payload_size: payload,
+                version: (ttl >> 16) as u8,
+                dnssec_ok: ttl & 0x8000 != 0,
+                options: Edns::parse_options(data)?,
+            });
+            at += 11 + rdlength;
+        }
+        if at != bytes.len() {
+            return None;
+        }
+        Some(Query {
+            message: message.clone(),
+            id: word(0)?,
+            opcode: Opcode::from_int((flags >> 3) & 0x0F),
+            rd: flags & 0x01 != 0,
+            cd: more_flags & 0x10 != 0,
+            ad: more_flags & 0x20 != 0,
+            qname: Name::from_octets(message.slice(12..name_end)).ok()?,
+            qtype: Rtype::from_int(qtype),
+            qclass: Class::from_int(qclass),
+            edns,
+        })
+    }
+
+    /// [`Query::parse`] by the general path alone, every record read in
+    /// full: for tests and fuzzing that compare the two.
+    pub fn parse_full(message: Bytes) -> Result<Query, QueryError> {
         let msg = Message::from_octets(message.clone()).map_err(|_| QueryError::Drop)?;
         let header = msg.header();
         if header.qr() {
@@ -241,6 +320,47 @@ mod tests {
         match Query::parse(Bytes::from(bytes)) {
             Err(QueryError::FormErr(m)) => m.reason,
             other => panic!("expected FORMERR, got {other:?}"),
+        }
+    }
+
+    /// The in-place reading of common queries gives what the full
+    /// validation gives, name case included.
+    #[test]
+    fn common_queries_read_in_place_as_in_full() {
+        let mut with_flags = query_bytes(Some(&edns0()));
+        with_flags[3] |= 0x30; // AD and CD
+        let mut no_options = edns0();
+        no_options.options.clear();
+        for bytes in [
+            query_bytes(None),
+            query_bytes(Some(&no_options)),
+            with_flags,
+        ] {
+            let message = Bytes::from(bytes);
+            let fast = Query::parse_common(&message).expect("a common query");
+            let full = Query::parse_full(message).unwrap();
+            assert_eq!(fast, full);
+            assert_eq!(fast.qname.as_slice(), full.qname.as_slice());
+        }
+    }
+
+    /// Other shapes go to the full validation, which answers for them.
+    #[test]
+    fn uncommon_queries_are_left_to_the_full_validation() {
+        let base = query_bytes(Some(&edns0()));
+        let mut compressed = query_bytes(None);
+        compressed.truncate(12);
+        compressed.extend_from_slice(&[1, b'a', 0xc0, 12, 0, 1, 0, 1]);
+        let mut bad_option = base.clone();
+        let len = bad_option.len();
+        bad_option[len - 4] = 0x00;
+        bad_option[len - 3] = 0x09; // option length 9, only 3 bytes present
+        let mut trailing = base.clone();
+        trailing.push(0);
+        let mut response = base.clone();
+        response[2] |= 0x80;
+        for bytes in [compressed, bad_option, trailing, response, vec![0; 11]] {
+            assert!(Query::parse_common(&Bytes::from(bytes)).is_none());
         }
     }
 
