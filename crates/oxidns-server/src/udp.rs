@@ -31,12 +31,17 @@ pub(crate) struct ReceiveBatch {
 
 impl ReceiveBatch {
     pub(crate) fn new() -> ReceiveBatch {
-        ReceiveBatch {
+        let mut batch = ReceiveBatch {
             buffers: vec![0u8; BATCH * MAX_DATAGRAM].into_boxed_slice(),
             received: Vec::with_capacity(BATCH),
             #[cfg(target_os = "linux")]
             sys: linux::Headers::new(),
-        }
+        };
+        // The headers point into `buffers`, a heap block that stays where it
+        // is for the batch's life (moving the batch does not move it).
+        #[cfg(target_os = "linux")]
+        batch.sys.prepare_receive(&mut batch.buffers, MAX_DATAGRAM);
+        batch
     }
 
     /// Waits until datagrams are waiting, then takes up to [`BATCH`] of them.
@@ -53,8 +58,7 @@ impl ReceiveBatch {
     #[cfg(target_os = "linux")]
     fn receive_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.received.clear();
-        self.sys
-            .receive(socket, &mut self.buffers, MAX_DATAGRAM, &mut self.received)
+        self.sys.receive(socket, MAX_DATAGRAM, &mut self.received)
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -169,13 +173,9 @@ mod linux {
             }
         }
 
-        pub(super) fn receive(
-            &mut self,
-            socket: &UdpSocket,
-            buffers: &mut [u8],
-            slot: usize,
-            received: &mut Vec<(usize, Option<SocketAddr>)>,
-        ) -> io::Result<usize> {
+        /// Points header `i` at slot `i` of `buffers` (`slot` bytes each),
+        /// once: the buffers stay in place for as long as the headers.
+        pub(super) fn prepare_receive(&mut self, buffers: &mut [u8], slot: usize) {
             for i in 0..BATCH {
                 let buffer = &mut buffers[i * slot..(i + 1) * slot];
                 self.iovecs[i] = libc::iovec {
@@ -187,13 +187,16 @@ mod linux {
                 header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
                 header.msg_hdr.msg_iov = &raw mut self.iovecs[i];
                 header.msg_hdr.msg_iovlen = 1;
-                header.msg_hdr.msg_control = std::ptr::null_mut();
-                header.msg_hdr.msg_controllen = 0;
-                header.msg_hdr.msg_flags = 0;
-                header.msg_len = 0;
             }
-            // SAFETY: every header points at a buffer of `slot` bytes and an
-            // address buffer of the declared size, all alive for the call.
+        }
+
+        /// Receives up to [`BATCH`] datagrams into the prepared buffers.
+        pub(super) fn receive(
+            &mut self,
+            socket: &UdpSocket,
+            slot: usize,
+            received: &mut Vec<(usize, Option<SocketAddr>)>,
+        ) -> io::Result<usize> {
             let count = unsafe {
                 libc::recvmmsg(
                     socket.as_raw_fd(),
@@ -208,8 +211,12 @@ mod linux {
             }
             let count = count as usize;
             for i in 0..count {
-                let len = self.headers[i].msg_len as usize;
+                let header = &mut self.headers[i];
+                let len = header.msg_len as usize;
                 received.push((len.min(slot), socket_addr(&self.addrs[i])));
+                // The kernel wrote these; the next call needs them as prepared.
+                header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+                header.msg_hdr.msg_flags = 0;
             }
             Ok(count)
         }

@@ -6,10 +6,10 @@
 //! Kept here rather than in a shared cache because an answer is only right
 //! for the snapshot it came from: a new version of the zone is a new
 //! [`Zone`] with an empty table, so nothing is ever invalidated. The table
-//! is a fixed array of slots, one answer each, picked by a hash of the
-//! question: reading is a lock-free load (`arc-swap`), a miss overwrites
-//! the slot, and memory is bounded by the slot count and
-//! [`MAX_SECTIONS_LEN`] without any bookkeeping on hits.
+//! is a fixed array of slots, one answer each; a question may sit in one of
+//! two slots picked by its hash. Reading is a lock-free load (`arc-swap`), a
+//! miss fills an empty candidate or overwrites one, and memory is bounded by
+//! the slot count and [`MAX_SECTIONS_LEN`] without any bookkeeping on hits.
 
 use std::hash::BuildHasher;
 
@@ -98,24 +98,34 @@ impl Zone {
     pub fn lookup_wire(&self, qname: &Name, qtype: Rtype, dnssec_ok: bool) -> Response {
         let key = Key::new(qname, qtype, dnssec_ok);
         let answers = &self.answers;
-        let index = answers.hasher.hash_one(key.as_slice()) as usize & (answers.slots.len() - 1);
-        let slot = &answers.slots[index];
-        if let Some(stored) = &*slot.load()
-            && *stored.key == *key.as_slice()
-        {
-            let mut response = Response::new(oxidns_proto::Rcode::NOERROR);
-            response.rcode = stored.rcode;
-            response.authoritative = stored.authoritative;
-            response.authentic_data = stored.authentic_data;
-            response.wire = Some(stored.sections.clone());
-            return response;
+        // Two candidate slots (from the hash's low and high bits): a
+        // question evicted by another that hashes to the same slot is rare.
+        let hash = answers.hasher.hash_one(key.as_slice());
+        let mask = answers.slots.len() - 1;
+        let candidates = [hash as usize & mask, (hash >> 32) as usize & mask];
+        for index in candidates {
+            if let Some(stored) = &*answers.slots[index].load()
+                && *stored.key == *key.as_slice()
+            {
+                let mut response = Response::new(oxidns_proto::Rcode::NOERROR);
+                response.rcode = stored.rcode;
+                response.authoritative = stored.authoritative;
+                response.authentic_data = stored.authentic_data;
+                response.wire = Some(stored.sections.clone());
+                return response;
+            }
         }
         let response = self.lookup(qname, qtype, dnssec_ok);
         if let Some(sections) = response
             .wire_sections(qname, qtype, self.class)
             .filter(|s| s.len() <= MAX_SECTIONS_LEN)
         {
-            slot.store(Some(std::sync::Arc::new(StoredAnswer {
+            // An empty candidate, else the one a hash bit picks.
+            let empty = candidates
+                .into_iter()
+                .find(|&index| answers.slots[index].load().is_none());
+            let index = empty.unwrap_or(candidates[(hash >> 63) as usize]);
+            answers.slots[index].store(Some(std::sync::Arc::new(StoredAnswer {
                 key: key.as_slice().into(),
                 rcode: response.rcode,
                 authoritative: response.authoritative,
