@@ -134,10 +134,6 @@ pub struct Block {
     /// Limits for this block's listeners (`timeouts`, `limits`).
     pub limits: LimitSettings,
     pub chain: Arc<[Arc<dyn Handler>]>,
-    /// No handler of the chain reads the records of answers passing back
-    /// through it ([`Handler::reads_answers`]), so answers may come in wire
-    /// form ([`crate::Request::wire_answers`]).
-    pub wire_answers: bool,
     pub lifecycles: Vec<(&'static str, Arc<dyn Lifecycle>)>,
 }
 
@@ -309,7 +305,6 @@ fn build_block(
         plugins: enabled,
         opcodes: settings.opcodes,
         limits: settings.limits,
-        wire_answers: !settings.handlers.iter().any(|h| h.reads_answers()),
         chain: settings.handlers.into(),
         lifecycles: settings.lifecycles,
     })

@@ -37,10 +37,10 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Whether this handler reads or changes the records (`answer`,
     /// `authority`, `additional`) of responses that come back to it from
-    /// the rest of the chain, or that its write observers are shown. A block
-    /// where no handler does lets answering plugins send stored answers in
-    /// wire form ([`Request::wire_answers`]). Answers a handler makes itself
-    /// do not count. The default is the safe one.
+    /// the rest of the chain, or that its write observers are shown. The
+    /// handlers after it then get no answers in wire form
+    /// ([`Request::wire_answers`]). Answers a handler makes itself do not
+    /// count. The default is the safe one.
     fn reads_answers(&self) -> bool {
         true
     }
@@ -63,6 +63,13 @@ impl<'a> Next<'a> {
     where
         'a: 'r,
     {
+        // Answers in wire form only where no handler before the next one
+        // reads the records of what comes back.
+        if let Some(caller) = self.start.checked_sub(1).and_then(|i| self.chain.get(i))
+            && caller.reads_answers()
+        {
+            request.wire_answers = false;
+        }
         match self.chain.get(self.start) {
             Some(handler) => handler.serve(
                 request,
@@ -234,8 +241,9 @@ pub struct Request {
     pub metadata: Metadata,
     pub received: Instant,
     /// Answers may be given in wire form ([`Response::wire`]): no handler
-    /// of this block's chain reads passing answers' records. Set by the
-    /// server from the block; false for requests made elsewhere.
+    /// before the running one reads the records of answers coming back
+    /// ([`Handler::reads_answers`]). The server starts it true and [`Next`]
+    /// clears it on the way down; false for requests made elsewhere.
     pub wire_answers: bool,
     observers: Vec<WriteObserver>,
     follow_ups: Option<mpsc::Receiver<Response>>,
@@ -544,6 +552,63 @@ mod tests {
         names.0.lock().unwrap().push("second");
         assert_eq!(*names.0.lock().unwrap(), ["first", "second"]);
         Ok(())
+    }
+
+    /// Passes requests on; says whether it reads the answers coming back.
+    struct PassOn {
+        reads: bool,
+    }
+
+    impl Handler for PassOn {
+        fn name(&self) -> &'static str {
+            "pass"
+        }
+
+        fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
+            next.serve(request)
+        }
+
+        fn reads_answers(&self) -> bool {
+            self.reads
+        }
+    }
+
+    /// Answers whether the request it got allows wire-form answers.
+    struct Probe;
+
+    impl Handler for Probe {
+        fn name(&self) -> &'static str {
+            "probe"
+        }
+
+        fn serve<'a>(&'a self, request: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
+            let mut response = Response::new(Rcode::NOERROR);
+            response.authentic_data = request.wire_answers;
+            Box::pin(std::future::ready(Ok(response)))
+        }
+    }
+
+    #[tokio::test]
+    async fn wire_answers_stop_below_the_first_handler_that_reads_answers() {
+        let cases: [(&[bool], bool); 4] = [
+            (&[], true),
+            (&[false, false], true),
+            (&[false, true], false),
+            (&[true, false], false),
+        ];
+        for (reads, allowed) in cases {
+            let mut chain: Vec<Arc<dyn Handler>> = reads
+                .iter()
+                .map(|&reads| Arc::new(PassOn { reads }) as Arc<dyn Handler>)
+                .collect();
+            chain.push(Arc::new(Probe));
+            let mut request = crate::test_util::request("example.org", Rtype::A);
+            request.wire_answers = true;
+            let response = crate::test_util::serve_chain(&chain, &mut request)
+                .await
+                .unwrap();
+            assert_eq!(response.authentic_data, allowed, "{reads:?}");
+        }
     }
 
     #[test]

@@ -360,7 +360,7 @@ pub async fn answer_all(
         zone.clone(),
         listener.label.clone(),
     );
-    request.wire_answers = block.wire_answers;
+    request.wire_answers = true;
     let response = run_chain(block, &mut request).await;
     if request.is_dropped() {
         return None;
@@ -1108,7 +1108,6 @@ mod tests {
             opcodes: vec![],
             limits: LimitSettings::default(),
             chain: vec![Arc::new(PassOn) as Arc<dyn Handler>].into(),
-            wire_answers: false,
             lifecycles: vec![],
         };
         let mut request = crate::test_util::request("example.org", Rtype::A);

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use oxidns_server::OwnedNext;
 use oxidns_server::proto::{
-    Class, Name, Opcode, OptRcode, Query, Record, RecordData, Response, Rtype, Ttl, in_zone,
+    Class, Name, Opcode, OptRcode, Query, Record, RecordData, Response, Rtype, Ttl, WireSections,
+    in_zone,
 };
 use oxidns_server::{Handler, HandlerFuture, Next, PluginError, Request, Transport};
 use quick_cache::{DefaultHashBuilder, Equivalent, Lifecycle, UnitWeighter};
@@ -247,6 +248,10 @@ enum Shape {
 struct Entry {
     /// TTLs capped at `duration`; no EDNS options (they are hop-by-hop).
     response: Response,
+    /// The same sections in wire form, for requests that may have them
+    /// ([`Request::wire_answers`]): a hit then copies bytes and ages the
+    /// TTLs in them, instead of cloning and encoding every record.
+    wire: Option<WireSections>,
     kind: Kind,
     stored: Duration,
     duration: Duration,
@@ -276,6 +281,22 @@ impl Entry {
             rewrite_ttls(&mut response, |ttl| ttl.saturating_sub(age));
         }
         response
+    }
+
+    /// [`Entry::answer`] in wire form, when the entry has it.
+    fn answer_in_wire_form(&self, now: Duration, keepttl: bool) -> Option<Response> {
+        let wire = self.wire.as_ref()?;
+        let age = match keepttl {
+            true => 0,
+            false => u32::try_from(self.age(now).as_secs()).unwrap_or(u32::MAX),
+        };
+        let stored = &self.response;
+        let mut response = Response::new(oxidns_server::proto::Rcode::NOERROR);
+        response.rcode = stored.rcode;
+        response.recursion_available = stored.recursion_available;
+        response.authentic_data = stored.authentic_data;
+        response.wire = Some(wire.aged(age));
+        Some(response)
     }
 
     /// The response as stale data: every TTL 30 (RFC 8767 §4).
@@ -523,7 +544,12 @@ impl Inner {
                 }
                 if entry.fresh(now) {
                     self.maybe_prefetch(request, &next, &key, &entry, now, &metrics);
-                    Ok(entry.answer(now, self.settings.keepttl))
+                    let keepttl = self.settings.keepttl;
+                    let wire = request
+                        .wire_answers
+                        .then(|| entry.answer_in_wire_form(now, keepttl))
+                        .flatten();
+                    Ok(wire.unwrap_or_else(|| entry.answer(now, keepttl)))
                 } else {
                     self.serve_stale(request, next, &key, entry, now, &metrics)
                         .await
@@ -669,8 +695,10 @@ impl Inner {
         stored.edns_options.clear();
         let now = self.clock.now();
         let previous = self.denial.peek(key).or_else(|| self.success.peek(key));
+        let wire = stored.wire_sections(&key.name, key.qtype, key.qclass);
         let entry = Arc::new(Entry {
             response: stored,
+            wire,
             kind,
             stored: now,
             duration,

@@ -213,6 +213,30 @@ async fn ttl_counts_down_from_when_the_answer_was_stored() {
     assert_eq!(h.origin.calls(), 1);
 }
 
+/// A hit for a request that may take wire-form answers copies the stored
+/// sections and ages their TTLs: the bytes sent are those of the hit made
+/// from records.
+#[tokio::test]
+async fn a_hit_in_wire_form_sends_the_same_bytes_with_aged_ttls() {
+    let mut upstream = answer(300);
+    upstream.authority.push(ns("example.org", 300));
+    upstream.additional.push(a("ns.example.org", 300));
+    let h = Harness::new(Settings::default(), upstream);
+    h.ask("www.example.org", Rtype::A).await;
+    h.advance(100);
+    let plain = h.ask("WWW.example.org", Rtype::A).await;
+    assert!(plain.wire.is_none(), "requests made elsewhere get records");
+    let mut req = request("WWW.example.org", Rtype::A);
+    req.wire_answers = true;
+    let query = req.query.clone();
+    let wire = h.ask_request(req).await.unwrap();
+    assert!(wire.wire.is_some());
+    assert_eq!(wire.encode(&query, 512), plain.encode(&query, 512));
+    let sent = Response::parse(&wire.encode(&query, 512)).unwrap().response;
+    assert_eq!(ttls(&sent), [200, 200, 200]);
+    assert!(!sent.authoritative);
+}
+
 #[tokio::test]
 async fn expired_entry_is_fetched_again() {
     let h = Harness::new(Settings::default(), answer(60));
