@@ -107,9 +107,16 @@ impl Response {
 
     /// The sections of this response in wire form, encoded after the
     /// question (`qname` lower-cased, `qtype`, `qclass`) as for any query
-    /// with that question, to be kept and sent again ([`Response::wire`]).
-    /// `None` if they do not fit in one message of 65,535 bytes.
-    pub fn wire_sections(&self, qname: &Name, qtype: Rtype, qclass: Class) -> Option<WireSections> {
+    /// with that question, to be kept and sent again ([`Response::wire`]),
+    /// with `tag` stored beside them ([`WireSections::tag`]). `None` if they
+    /// do not fit in one message of 65,535 bytes.
+    pub fn wire_sections(
+        &self,
+        qname: &Name,
+        qtype: Rtype,
+        qclass: Class,
+        tag: &[u8],
+    ) -> Option<WireSections> {
         let query = Query {
             message: Bytes::new(),
             id: 0,
@@ -151,7 +158,7 @@ impl Response {
                 }
             }
         }
-        WireSections::from_message(&message, query.qname.as_slice().len() + 4, &rrsets)
+        WireSections::from_message(&message, query.qname.as_slice().len() + 4, &rrsets, tag)
     }
 
     /// The 4-bit header part of the rcode.
@@ -557,8 +564,9 @@ mod tests {
     /// The same response with its sections in wire form, made for `query`'s question.
     fn in_wire_form(response: &Response, query: &Query) -> Response {
         let wire = response
-            .wire_sections(&query.qname, query.qtype, query.qclass)
+            .wire_sections(&query.qname, query.qtype, query.qclass, b"tag")
             .expect("fits");
+        assert_eq!(wire.tag(), b"tag");
         Response {
             answer: vec![],
             authority: vec![],

@@ -14,31 +14,21 @@
 use std::sync::Arc;
 
 /// The sections of a response in wire form, for one question (see the
-/// module docs). Cloning is one reference count.
+/// module docs), with an optional tag the keeper stores beside them (the
+/// zone's question key). Everything is in one shared block of memory, so a
+/// hit reads one place; cloning is one reference count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WireSections {
-    encoded: Arc<Encoded>,
+    /// [`HEAD`] bytes (question length, RRset count, tag length, all u16),
+    /// then an [`RRSET_LEN`]-byte entry per RRset (end u32, records u16,
+    /// section u8, unused u8), then the tag, then the records.
+    block: Arc<[u8]>,
     /// Seconds to take off every record's TTL when sent (cache hits).
     age: u32,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-struct Encoded {
-    /// Wire length of the question: name, type and class.
-    question_len: usize,
-    /// Each RRset, in order.
-    rrsets: Box<[RrsetEnd]>,
-    /// The records of the three sections, as they follow the question.
-    bytes: Box<[u8]>,
-}
-
-/// Where an RRset ends in [`Encoded::bytes`], and what it holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct RrsetEnd {
-    pub end: u32,
-    pub section: Section,
-    pub records: u16,
-}
+const HEAD: usize = 6;
+const RRSET_LEN: usize = 8;
 
 /// The sections after the question, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,27 +57,30 @@ impl WireSections {
         message: &[u8],
         question_len: usize,
         rrsets: &[(Section, u16)],
+        tag: &[u8],
     ) -> Option<WireSections> {
-        let start = 12 + question_len;
-        let bytes = message.get(start..)?;
-        let mut ends = Vec::with_capacity(rrsets.len());
-        let mut at = 0;
-        for &(section, records) in rrsets {
-            for _ in 0..records {
-                at = record_end(bytes, at)?;
-            }
-            ends.push(RrsetEnd {
-                end: u32::try_from(at).ok()?,
-                section,
-                records,
-            });
+        let records = message.get(12 + question_len..)?;
+        let mut block =
+            Vec::with_capacity(HEAD + rrsets.len() * RRSET_LEN + tag.len() + records.len());
+        for value in [question_len, rrsets.len(), tag.len()] {
+            block.extend_from_slice(&u16::try_from(value).ok()?.to_le_bytes());
         }
-        (at == bytes.len()).then(|| WireSections {
-            encoded: Arc::new(Encoded {
-                question_len,
-                rrsets: ends.into_boxed_slice(),
-                bytes: bytes.into(),
-            }),
+        let mut at = 0;
+        for &(section, count) in rrsets {
+            for _ in 0..count {
+                at = record_end(records, at)?;
+            }
+            block.extend_from_slice(&u32::try_from(at).ok()?.to_le_bytes());
+            block.extend_from_slice(&count.to_le_bytes());
+            block.extend_from_slice(&[section as u8, 0]);
+        }
+        if at != records.len() {
+            return None;
+        }
+        block.extend_from_slice(tag);
+        block.extend_from_slice(records);
+        Some(WireSections {
+            block: block.into(),
             age: 0,
         })
     }
@@ -96,31 +89,59 @@ impl WireSections {
     /// (never below 0): what a cache hit sends after that long.
     pub fn aged(&self, seconds: u32) -> WireSections {
         WireSections {
-            encoded: self.encoded.clone(),
+            block: self.block.clone(),
             age: seconds,
         }
     }
 
-    /// Wire length of the question these sections follow.
-    pub fn question_len(&self) -> usize {
-        self.encoded.question_len
+    fn head(&self, index: usize) -> usize {
+        usize::from(u16::from_le_bytes([
+            self.block[2 * index],
+            self.block[2 * index + 1],
+        ]))
     }
 
-    /// Bytes the sections take in full.
+    /// Wire length of the question these sections follow.
+    pub fn question_len(&self) -> usize {
+        self.head(0)
+    }
+
+    /// The tag stored with the sections.
+    pub fn tag(&self) -> &[u8] {
+        let start = HEAD + self.head(1) * RRSET_LEN;
+        &self.block[start..start + self.head(2)]
+    }
+
+    /// The records of the three sections.
+    fn records(&self) -> &[u8] {
+        &self.block[HEAD + self.head(1) * RRSET_LEN + self.head(2)..]
+    }
+
+    /// Each RRset: where it ends in [`WireSections::records`], its records and section.
+    fn rrsets(&self) -> impl Iterator<Item = (usize, u16, u8)> + '_ {
+        self.block[HEAD..HEAD + self.head(1) * RRSET_LEN]
+            .chunks_exact(RRSET_LEN)
+            .map(|e| {
+                let end = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as usize;
+                (end, u16::from_le_bytes([e[4], e[5]]), e[6])
+            })
+    }
+
+    /// Bytes the records take in full.
     pub fn len(&self) -> usize {
-        self.encoded.bytes.len()
+        self.records().len()
     }
 
     /// Whether there are no records.
     pub fn is_empty(&self) -> bool {
-        self.encoded.bytes.is_empty()
+        self.records().is_empty()
     }
 
     /// Records in each section (answer, authority, additional).
     pub fn counts(&self) -> [u16; 3] {
         let mut counts = [0u16; 3];
-        for rrset in self.encoded.rrsets.iter() {
-            counts[rrset.section as usize] += rrset.records;
+        for (_, records, section) in self.rrsets() {
+            counts[usize::from(section)] += records;
         }
         counts
     }
@@ -130,16 +151,16 @@ impl WireSections {
         let mut counts = [0u16; 3];
         let mut end = 0;
         let mut truncated = false;
-        for rrset in self.encoded.rrsets.iter() {
-            if rrset.end as usize > budget {
-                truncated = rrset.section != Section::Additional;
+        for (rrset_end, records, section) in self.rrsets() {
+            if rrset_end > budget {
+                truncated = section != Section::Additional as u8;
                 break;
             }
-            counts[rrset.section as usize] += rrset.records;
-            end = rrset.end as usize;
+            counts[usize::from(section)] += records;
+            end = rrset_end;
         }
         Fit {
-            bytes: &self.encoded.bytes[..end],
+            bytes: &self.records()[..end],
             counts,
             truncated,
         }

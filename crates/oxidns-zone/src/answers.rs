@@ -39,8 +39,9 @@ impl std::fmt::Debug for WireAnswers {
     }
 }
 
+/// An answer and its question key (kept as the sections' tag, so that a
+/// hit reads one block of memory besides this).
 struct StoredAnswer {
-    key: Box<[u8]>,
     rcode: OptRcode,
     authoritative: bool,
     authentic_data: bool,
@@ -105,7 +106,7 @@ impl Zone {
         let candidates = [hash as usize & mask, (hash >> 32) as usize & mask];
         for index in candidates {
             if let Some(stored) = &*answers.slots[index].load()
-                && *stored.key == *key.as_slice()
+                && stored.sections.tag() == key.as_slice()
             {
                 let mut response = Response::new(oxidns_proto::Rcode::NOERROR);
                 response.rcode = stored.rcode;
@@ -117,7 +118,7 @@ impl Zone {
         }
         let response = self.lookup(qname, qtype, dnssec_ok);
         if let Some(sections) = response
-            .wire_sections(qname, qtype, self.class)
+            .wire_sections(qname, qtype, self.class, key.as_slice())
             .filter(|s| s.len() <= MAX_SECTIONS_LEN)
         {
             // An empty candidate, else the one a hash bit picks.
@@ -126,7 +127,6 @@ impl Zone {
                 .find(|&index| answers.slots[index].load().is_none());
             let index = empty.unwrap_or(candidates[(hash >> 63) as usize]);
             answers.slots[index].store(Some(std::sync::Arc::new(StoredAnswer {
-                key: key.as_slice().into(),
                 rcode: response.rcode,
                 authoritative: response.authoritative,
                 authentic_data: response.authentic_data,

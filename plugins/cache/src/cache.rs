@@ -695,7 +695,7 @@ impl Inner {
         stored.edns_options.clear();
         let now = self.clock.now();
         let previous = self.denial.peek(key).or_else(|| self.success.peek(key));
-        let wire = stored.wire_sections(&key.name, key.qtype, key.qclass);
+        let wire = stored.wire_sections(&key.name, key.qtype, key.qclass, &[]);
         let entry = Arc::new(Entry {
             response: stored,
             wire,

@@ -911,7 +911,7 @@ mod tests {
                 answer: vec![],
                 authority: vec![],
                 additional: vec![],
-                wire: response.wire_sections(&query.qname, query.qtype, query.qclass),
+                wire: response.wire_sections(&query.qname, query.qtype, query.qclass, &[]),
                 ..response.clone()
             };
             assert!(wire.wire.is_some());
