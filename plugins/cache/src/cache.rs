@@ -656,22 +656,22 @@ impl Inner {
             return (Ok(response), Shared::Unshareable);
         }
         match self.admit(key, response, refresh, metrics) {
-            Ok(stored) => (Ok(stored.clone()), Shared::Answer(stored)),
-            Err(response) => (Ok(response), Shared::Unshareable),
+            (stored, true) => (Ok(stored.clone()), Shared::Answer(stored)),
+            (response, false) => (Ok(response), Shared::Unshareable),
         }
     }
 
     /// Stores `response` if it may be cached; returns it as the client gets
-    /// it (TTLs capped), or unchanged when it is not cached.
+    /// it (TTLs capped) and true, or unchanged and false when it is not cached.
     fn admit(
         &self,
         key: &Key,
         mut response: Response,
         refresh: bool,
         metrics: &ServerMetrics,
-    ) -> Result<Response, Response> {
+    ) -> (Response, bool) {
         let Some(class) = classify(&response) else {
-            return Err(response);
+            return (response, false);
         };
         let settings = &self.settings;
         let (kind, duration) = match class {
@@ -679,7 +679,7 @@ impl Inner {
             Shape::NoData(ttl) | Shape::NxDomain { ttl, .. } => {
                 (Kind::Denial, clamp(ttl, &settings.denial))
             }
-            Shape::ServFail if refresh => return Err(response),
+            Shape::ServFail if refresh => return (response, false),
             Shape::ServFail => (Kind::Denial, settings.servfail),
         };
         let disabled = match kind {
@@ -687,7 +687,7 @@ impl Inner {
             Kind::Denial => &settings.disable_denial,
         };
         if duration.is_zero() || disabled.iter().any(|zone| in_zone(&key.name, zone)) {
-            return Err(response);
+            return (response, false);
         }
         let cap = u32::try_from(duration.as_secs()).unwrap_or(u32::MAX);
         rewrite_ttls(&mut response, |ttl| ttl.min(cap));
@@ -742,7 +742,7 @@ impl Inner {
         metrics.evictions_denial.increment(evicted.1);
         metrics.entries_success.set(self.success.len() as f64);
         metrics.entries_denial.set(self.denial.len() as f64);
-        Ok(response)
+        (response, true)
     }
 
     /// Starts a background refresh of a popular entry that is about to expire.
