@@ -72,5 +72,6 @@ bash "$TMP/peers.sh" auth
 rc=$?
 echo
 echo "== load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 "$HERE/report.py" "$RESULTS" --skip "$START"
+python3 "$HERE/report.py" "$RESULTS" --skip "$START" --base knot --target 0.7
+python3 "$HERE/report.py" "$RESULTS" --skip "$START" --base best --target 0.7
 exit $rc

@@ -10,12 +10,14 @@
 # instructions of the dump divided by the queries answered is the figure. The dump keeps every
 # function's share: `callgrind_annotate $OUT/<server>.callgrind.out.*` shows where they go.
 #
-# Usage:  bench/instructions.sh          Environment: N=20000 QPS=1500 BUILD=1 OUT=/tmp/oxidns-instructions
+# Usage:  bench/instructions.sh          Environment: N=20000 QPS=1500 BUILD=1 WARM=1 OUT=/tmp/oxidns-instructions
+#         WARM=1 asks each measured question once before counting (the steady state); WARM=0
+#         warms up with 2 s of the query file only, so most measured questions are new.
 # Runs in a private network namespace (only lo). Stops only the processes it started, by PID.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
-N=${N:-20000}; QPS=${QPS:-1500}; OUT=${OUT:-/tmp/oxidns-instructions}
+N=${N:-20000}; QPS=${QPS:-1500}; OUT=${OUT:-/tmp/oxidns-instructions}; WARM=${WARM:-1}
 ZONE=/tmp/oxidns-bench/data/example.com.zone
 QFILE=/tmp/oxidns-bench/data/queries.txt
 
@@ -27,7 +29,7 @@ if [ -z "${INSTRUCTIONS_IN_NETNS:-}" ]; then
     mkdir -p /tmp/oxidns-bench/data && python3 "$REPO/../shared/bench/genzone.py" /tmp/oxidns-bench/data || exit 1
   fi
   rm -rf "$OUT" && mkdir -p "$OUT" && cp "$REPO/target/release/oxidns" "$OUT/oxidns" || exit 1
-  exec env INSTRUCTIONS_IN_NETNS=1 N="$N" QPS="$QPS" OUT="$OUT" \
+  exec env INSTRUCTIONS_IN_NETNS=1 N="$N" QPS="$QPS" OUT="$OUT" WARM="$WARM" \
     timeout 1800 unshare -n bash -c 'ip link set lo up && exec bash "$0"' "$0"
 fi
 
@@ -53,10 +55,16 @@ measure() {
     kill -0 "$PID" 2>/dev/null || break; sleep 0.5
   done
   [ "$up" = 1 ] || { echo "$name did not come up under valgrind"; tail -5 "$OUT/$name.log"; stop; return 1; }
-  # Warm up (first-touch paths), then count only the measured queries.
-  dnsperf -s 127.0.0.1 -p "$port" -d "$QFILE" -n 1 -Q "$QPS" -l 2 >/dev/null 2>&1
-  callgrind_control -z "$PID" >/dev/null 2>&1
+  # Warm up (first-touch paths; with WARM=1 each measured question once, as in a steady run where
+  # every question repeats and oxidns answers from its stored wire-form answers), then count
+  # only the measured queries.
   head -n "$N" "$QFILE" >"$OUT/queries.$N"
+  if [ "$WARM" = 1 ]; then
+    dnsperf -s 127.0.0.1 -p "$port" -d "$OUT/queries.$N" -n 1 -Q "$QPS" -t 5 >/dev/null 2>&1
+  else
+    dnsperf -s 127.0.0.1 -p "$port" -d "$QFILE" -n 1 -Q "$QPS" -l 2 >/dev/null 2>&1
+  fi
+  callgrind_control -z "$PID" >/dev/null 2>&1
   dnsperf -s 127.0.0.1 -p "$port" -d "$OUT/queries.$N" -n 1 -Q "$QPS" -t 5 >"$OUT/$name.dnsperf.txt" 2>&1
   callgrind_control -d "$PID" >/dev/null 2>&1
   sleep 1

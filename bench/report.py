@@ -3,12 +3,13 @@
 
 Usage: report.py RESULTS.tsv [--skip N] [--kind auth|cache] [--base knot] [--target 1.5]
 
-bench/auth.sh:  --kind auth --base knot --target 1.5     (the defaults)
-bench/cache.sh: --kind cache --base unbound --target 1.0
+bench/auth.sh:  --kind auth --base knot --target 0.7, then --base best (issue #8's targets)
+bench/cache.sh: --kind cache --base unbound --target 0.7, then --base best
 
 --skip N ignores the first N lines of the file (the header is always line 1), so that
 bench/auth.sh reports only the rows of its own invocation. Medians over the reps of each
 server; [min-max] is given for CPU us/query, the stable metric on a shared machine.
+`--base best` takes the peer with the lowest CPU per query in the run.
 Ratios are server / base: for us/q and RSS lower is better, for qps higher is better.
 --target X prints, for every server whose name starts with "oxidns", whether its CPU us/query
 is at most X times the base's. For cache rows RSS is taken after the warm-up.
@@ -52,6 +53,10 @@ for s, rs in by.items():
         pss=int(rs[-1]["pss_kb"]) / 1024, resp=rs[-1]["resp_bytes"], load=med(rs, "load1"),
     )
 
+if a.base == "best":
+    # The peer with the lowest CPU per query in this run.
+    peers = [s for s in stats if not s.startswith("oxidns")]
+    a.base = min(peers, key=lambda s: stats[s]["us"]) if peers else "-"
 base = stats.get(a.base)
 def ratio(s, k):
     if not base or not base[k]:

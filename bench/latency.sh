@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# bench/latency.sh — latency percentiles of oxidns and knotd answering the peer benchmark's
+# queries at the same fixed rates (issue #8: "latency p99 no worse than Knot's").
+#
+# dnsperf 2.10 has no latency histogram, but with -v it prints every response with its latency
+# ("> NOERROR name type 0.000123"); each server gets the same query file at each rate in RATES
+# (open loop, -Q), pinned like peers.sh (server on CPU 0, one worker; dnsperf on CPU 1), and
+# the printed latencies give p50, p90, p99 and p99.9 (nearest rank). Rates below capacity
+# measure the answer path, not queueing; the top rate shows what queueing does to each.
+#
+# The machine is shared: single runs move by several times at p99, so the servers take turns
+# for REPS rounds and the summary gives each percentile's median over the rounds.
+#
+# Usage:  bench/latency.sh        Environment: RATES="20000 100000" SECS=5 REPS=3 BUILD=1 OUT=/tmp/oxidns-latency
+# Runs in a private network namespace (only lo). Stops only the processes it started, by PID.
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+RATES=${RATES:-"20000 100000"}; SECS=${SECS:-5}; REPS=${REPS:-3}; OUT=${OUT:-/tmp/oxidns-latency}
+ZONE=/tmp/oxidns-bench/data/example.com.zone
+QFILE=/tmp/oxidns-bench/data/queries.txt
+
+if [ -z "${LATENCY_IN_NETNS:-}" ]; then
+  for t in knotd dnsperf dig taskset unshare python3; do
+    command -v "$t" >/dev/null || { echo "missing $t: run '$REPO/../shared/bench/peers.sh install' (apt part) first"; exit 1; }
+  done
+  if [ "${BUILD:-1}" = 1 ]; then (cd "$REPO" && cargo build --release -p oxidns) || exit 1; fi
+  if [ ! -f "$ZONE" ]; then
+    mkdir -p /tmp/oxidns-bench/data && python3 "$REPO/../shared/bench/genzone.py" /tmp/oxidns-bench/data || exit 1
+  fi
+  rm -rf "$OUT" && mkdir -p "$OUT" && cp "$REPO/target/release/oxidns" "$OUT/oxidns" || exit 1
+  echo "== $(date -u +%FT%TZ) oxidns $(cd "$REPO" && git rev-parse --short HEAD) loadavg: $(cut -d' ' -f1-3 /proc/loadavg)"
+  exec env LATENCY_IN_NETNS=1 RATES="$RATES" SECS="$SECS" REPS="$REPS" OUT="$OUT" \
+    timeout 1800 unshare -n bash -c 'ip link set lo up && exec bash "$0"' "$0"
+fi
+
+cd "$OUT" || exit 1
+PID=""
+stop() {
+  [ -n "$PID" ] || return 0
+  kill -TERM "$PID" 2>/dev/null
+  local i; for i in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""
+}
+trap stop EXIT
+
+# measure NAME PORT CMD...: one line per rate, "NAME RATE answered p50 p90 p99 p99.9" (ms)
+measure() {
+  local name=$1 port=$2; shift 2
+  TOKIO_WORKER_THREADS=1 taskset -c 0 "$@" >"$OUT/$name.log" 2>&1 &
+  PID=$!
+  local i up=0
+  for i in $(seq 1 100); do
+    dig +noall +comments +time=1 +tries=1 -p "$port" @127.0.0.1 example.com SOA 2>/dev/null \
+      | grep -q 'status: NOERROR' && { up=1; break; }
+    kill -0 "$PID" 2>/dev/null || break; sleep 0.2
+  done
+  [ "$up" = 1 ] || { echo "$name did not come up"; tail -5 "$OUT/$name.log"; stop; return 1; }
+  # Warm-up: every question once (oxidns keeps answers in wire form after the first).
+  taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$QFILE" -n 1 -c 4 -q 100 >/dev/null 2>&1
+  local rate
+  for rate in $RATES; do
+    taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$QFILE" -c 4 -q 500 -Q "$rate" -l "$SECS" -v \
+      2>/dev/null | awk '/^> / && $NF ~ /^[0-9.]+$/ {print $NF}' >"$OUT/$name.$rate.lat"
+    python3 - "$name" "$rate" "$OUT/$name.$rate.lat" <<'PY'
+import sys
+name, rate, path = sys.argv[1:4]
+lat = sorted(float(l) for l in open(path) if l.strip())
+def pct(p):
+    return lat[min(len(lat) - 1, max(0, int(round(p / 100 * len(lat))) - 1))] * 1000 if lat else float("nan")
+print(name, rate, len(lat), *(f"{pct(p):.3f}" for p in (50, 90, 99, 99.9)))
+PY
+  done
+  stop
+}
+
+printf 'example.com:5481 {\n    bind 127.0.0.1\n    file %s\n}\n' "$ZONE" >"$OUT/Corefile"
+mkdir -p "$OUT/knot/db"
+cat >"$OUT/knot/knot.conf" <<KNOT
+server:
+    rundir: "$OUT/knot"
+    listen: 127.0.0.1@5482
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "$OUT/knot/db"
+log:
+  - target: stderr
+    any: warning
+zone:
+  - domain: example.com
+    file: "$ZONE"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+KNOT
+for rep in $(seq 1 "$REPS"); do
+  measure oxidns 5481 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile"
+  measure knotd 5482 knotd -c "$OUT/knot/knot.conf"
+done | tee "$OUT/results.txt"
+python3 - "$OUT/results.txt" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if len(l.split()) == 7]
+by = {}
+for r in rows:
+    by.setdefault((r[0], r[1]), []).append(r)
+def med(rs, i):
+    return statistics.median(float(r[i]) for r in rs)
+print(f"== medians over {len(next(iter(by.values()), []))} rounds")
+print(f"{'rate':>7} {'server':7} {'answered':>9} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} | p99 / knotd p99")
+for (name, rate), rs in sorted(by.items(), key=lambda kv: (int(kv[0][1]), kv[0][0])):
+    knot = by.get(("knotd", rate))
+    ratio = f"{med(rs, 5) / med(knot, 5):.2f}x" if knot and med(knot, 5) > 0 else "-"
+    print(f"{rate:>7} {name:7} {med(rs, 2):9.0f} {med(rs, 3):7.3f} {med(rs, 4):7.3f} {med(rs, 5):7.3f} {med(rs, 6):8.3f} | {ratio}")
+PY
