@@ -63,5 +63,8 @@ fn generated_records(text: &str) -> u64 {
         let (start, stop) = (start.parse::<u64>().ok()?, stop.parse::<u64>().ok()?);
         Some(stop.checked_sub(start)? / step.max(1) + 1)
     };
-    text.lines().filter_map(count).sum()
+    // Saturating: a range may read as a number near u64::MAX.
+    text.lines()
+        .filter_map(count)
+        .fold(0, u64::saturating_add)
 }
