@@ -7,14 +7,19 @@
 //! response is written, and serves the scrape. Several server blocks may
 //! share one address.
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use hashbrown::{Equivalent, HashMap};
+use metrics::{Counter, Histogram};
+
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use oxidns_server::http::{self, Reply, Route};
-use oxidns_server::proto::{Response, Rtype, name_text};
+use oxidns_server::proto::{OptRcode, Response, Rtype, name_text};
 use oxidns_server::{
     ConfigError, Handler, HandlerFuture, HookFuture, Lifecycle, Next, PluginEntry, Request, Setup,
+    Transport,
 };
 
 pub const PLUGIN: PluginEntry = PluginEntry {
@@ -176,22 +181,131 @@ fn type_label(rtype: Rtype) -> String {
     }
 }
 
-fn record(request: &Request, response: &Response, wire: &[u8], started: Instant) {
-    let server = request.server.to_string();
-    let zone = name_text(&request.zone);
-    let proto = request.transport.as_str();
-    let family = if request.client.is_ipv4() { "1" } else { "2" };
-    let qtype = type_label(request.qtype());
-    metrics::counter!("coredns_dns_requests_total", "server" => server.clone(), "zone" => zone.clone(), "view" => "", "proto" => proto, "family" => family, "type" => qtype.clone()).increment(1);
-    if request.query.dnssec_ok() {
-        metrics::counter!("coredns_dns_do_requests_total", "server" => server.clone(), "zone" => zone.clone(), "view" => "").increment(1);
+/// The `type` label's position: a monitored type's index, or "other" after them.
+fn type_index(rtype: Rtype) -> u8 {
+    MONITORED_TYPES
+        .iter()
+        .position(|&t| t == rtype)
+        .unwrap_or(MONITORED_TYPES.len()) as u8
+}
+
+/// The labels a request's metrics are counted under.
+#[derive(Hash, PartialEq, Eq)]
+struct LabelKey {
+    server: Arc<str>,
+    /// The zone's wire form (lower case).
+    zone: Box<[u8]>,
+    transport: Transport,
+    ipv4: bool,
+    type_index: u8,
+}
+
+/// [`LabelKey`] borrowed from a request, to look one up without copying.
+#[derive(Hash)]
+struct LabelRef<'a> {
+    server: &'a str,
+    zone: &'a [u8],
+    transport: Transport,
+    ipv4: bool,
+    type_index: u8,
+}
+
+impl Equivalent<LabelKey> for LabelRef<'_> {
+    fn equivalent(&self, key: &LabelKey) -> bool {
+        *key.server == *self.server
+            && *key.zone == *self.zone
+            && key.transport == self.transport
+            && key.ipv4 == self.ipv4
+            && key.type_index == self.type_index
     }
-    metrics::histogram!("coredns_dns_request_size_bytes", "server" => server.clone(), "zone" => zone.clone(), "view" => "", "proto" => proto).record(request.size() as f64);
-    metrics::histogram!("coredns_dns_request_duration_seconds", "server" => server.clone(), "zone" => zone.clone(), "view" => "", "type" => qtype).record(started.elapsed().as_secs_f64());
-    metrics::histogram!("coredns_dns_response_size_bytes", "server" => server.clone(), "zone" => zone.clone(), "view" => "", "proto" => proto).record(wire.len() as f64);
-    // The rcode as sent: the header's 4 bits, or the extended code from OPT.
-    let rcode = response.rcode.to_string();
-    metrics::counter!("coredns_dns_responses_total", "server" => server, "zone" => zone, "view" => "", "rcode" => rcode, "plugin" => "").increment(1);
+}
+
+/// The metrics of one label set.
+struct Handles {
+    requests: Counter,
+    do_requests: Counter,
+    request_size: Histogram,
+    duration: Histogram,
+    response_size: Histogram,
+    /// By the rcode as sent.
+    responses: HashMap<u16, Counter>,
+    server: String,
+    zone: String,
+}
+
+impl Handles {
+    fn register(request: &Request) -> Handles {
+        let server = request.server.to_string();
+        let zone = name_text(&request.zone);
+        let proto = request.transport.as_str();
+        let family = if request.client.is_ipv4() { "1" } else { "2" };
+        let qtype = type_label(request.qtype());
+        Handles {
+            requests: metrics::counter!("coredns_dns_requests_total", "server" => server.clone(), "zone" => zone.clone(), "view" => "", "proto" => proto, "family" => family, "type" => qtype.clone()),
+            do_requests: metrics::counter!("coredns_dns_do_requests_total", "server" => server.clone(), "zone" => zone.clone(), "view" => ""),
+            request_size: metrics::histogram!("coredns_dns_request_size_bytes", "server" => server.clone(), "zone" => zone.clone(), "view" => "", "proto" => proto),
+            duration: metrics::histogram!("coredns_dns_request_duration_seconds", "server" => server.clone(), "zone" => zone.clone(), "view" => "", "type" => qtype),
+            response_size: metrics::histogram!("coredns_dns_response_size_bytes", "server" => server.clone(), "zone" => zone.clone(), "view" => "", "proto" => proto),
+            responses: HashMap::new(),
+            server,
+            zone,
+        }
+    }
+
+    fn response(&mut self, rcode: OptRcode) -> &Counter {
+        let (server, zone) = (&self.server, &self.zone);
+        self.responses.entry(rcode.to_int()).or_insert_with(|| {
+            metrics::counter!("coredns_dns_responses_total", "server" => server.clone(), "zone" => zone.clone(), "view" => "", "rcode" => rcode.to_string(), "plugin" => "")
+        })
+    }
+}
+
+thread_local! {
+    /// Each worker thread's handles, by label set. Registering a metric by
+    /// name and labels (what `metrics::counter!` does) formats and hashes
+    /// the labels and looks them up in the registry: done for every query,
+    /// it made `prometheus` cost as much as the rest of the query
+    /// (bench/README.md). Handles are looked up once per thread and label
+    /// set; the counts go to the registry's shared atomics, which a scrape
+    /// reads. The map is bounded: servers × zones × transports × 2
+    /// families × 19 type labels.
+    static HANDLES: RefCell<HashMap<LabelKey, Handles>> = RefCell::new(HashMap::new());
+}
+
+fn record(request: &Request, response: &Response, wire: &[u8], started: Instant) {
+    let label = LabelRef {
+        server: &request.server,
+        zone: request.zone.as_slice(),
+        transport: request.transport,
+        ipv4: request.client.is_ipv4(),
+        type_index: type_index(request.qtype()),
+    };
+    HANDLES.with_borrow_mut(|handles| {
+        let metrics = match handles.get_mut(&label) {
+            Some(metrics) => metrics,
+            None => {
+                let key = LabelKey {
+                    server: request.server.clone(),
+                    zone: label.zone.into(),
+                    transport: label.transport,
+                    ipv4: label.ipv4,
+                    type_index: label.type_index,
+                };
+                handles
+                    .entry(key)
+                    .or_insert_with(|| Handles::register(request))
+            }
+        };
+        metrics.requests.increment(1);
+        if request.query.dnssec_ok() {
+            metrics.do_requests.increment(1);
+        }
+        metrics.request_size.record(request.size() as f64);
+        metrics.duration.record(started.elapsed().as_secs_f64());
+        metrics.response_size.record(wire.len() as f64);
+        // The rcode as sent: the header's 4 bits, or the extended code from OPT.
+        metrics.response(response.rcode).increment(1);
+    });
 }
 
 #[cfg(test)]
@@ -212,6 +326,32 @@ mod tests {
     fn unmonitored_types_are_other() {
         assert_eq!(type_label(Rtype::A), "A");
         assert_eq!(type_label(Rtype::HINFO), "other");
+    }
+
+    /// The second request with the same labels uses the handles the first
+    /// registered, and both are counted.
+    #[tokio::test]
+    async fn handles_are_registered_once_per_label_set_and_thread() {
+        let config = config(". {\n prometheus :0\n}", &[PLUGIN]).unwrap();
+        let mut chain = config.blocks[0].chain.to_vec();
+        chain.push(Arc::new(Fixed(Response::new(Rcode::NOERROR))));
+        for qname in ["a.handles-test.example", "B.handles-test.example"] {
+            let mut req = request(qname, Rtype::SRV);
+            let response = oxidns_server::test_util::serve_chain(&chain, &mut req)
+                .await
+                .unwrap();
+            let _ = req.finish(&response);
+        }
+        let srv = |key: &LabelKey| key.type_index == type_index(Rtype::SRV);
+        assert_eq!(
+            HANDLES.with_borrow(|h| h.keys().filter(|k| srv(k)).count()),
+            1
+        );
+        let text = render();
+        assert!(
+            text.contains(r#"coredns_dns_requests_total{server="dns://:53",zone=".",view="",proto="udp",family="1",type="SRV"} 2"#),
+            "{text}"
+        );
     }
 
     #[tokio::test]
