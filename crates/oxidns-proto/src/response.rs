@@ -325,7 +325,10 @@ impl Response {
         header.set_ad(self.authentic_data);
         header.set_cd(query.cd);
         header.set_rcode(rcode.rcode());
-        builder.set_push_limit(limit.saturating_sub(opt_len));
+        // `domain` refuses a push that brings the message to the limit
+        // exactly (`new_pos >= limit`), but a message of `limit` bytes fits
+        // (RFC 1035 §4.2.1: "512 octets or less"); the wire-form path agrees.
+        builder.set_push_limit(limit.saturating_sub(opt_len) + 1);
 
         let mut question = builder.question();
         if question
@@ -717,6 +720,25 @@ mod tests {
             "the A RRset fits, the TXT RRset does not"
         );
         assert!(got.additional.is_empty());
+    }
+
+    /// Found by fuzzing (`regressions/response_parse/fills-the-limit-exactly`):
+    /// the wire-form path kept an RRset that ended at byte 512, the record
+    /// path dropped it. A message of exactly the limit fits.
+    #[test]
+    fn a_response_of_exactly_the_limit_is_not_truncated() {
+        let q = query_for("www.example", Rtype::TXT, None);
+        let mut response = Response::new(Rcode::NOERROR);
+        // 12 + 17 (question) + 12 + 256 + 12 + 203 = 512.
+        response.answer.push(txt("www.example", 255));
+        response.answer.push(txt("www.example", 202));
+        for encoding in [response.clone(), in_wire_form(&response, &q)] {
+            let bytes = encoding.encode(&q, 512);
+            assert_eq!(bytes.len(), 512);
+            let got = Response::parse(&bytes).unwrap().response;
+            assert!(!got.truncated);
+            assert_eq!(got.answer.len(), 2);
+        }
     }
 
     #[test]
