@@ -52,6 +52,16 @@ else
     cargo fuzz build "${build_flags[@]}"
 fi
 
+# A private network namespace with only a loopback interface: a fuzzed
+# Corefile may name hosts (`bind some.host`), and resolving them must neither
+# send anything off the machine nor wait on a resolver's timeouts.
+isolate=()
+if [[ $(id -u) == 0 ]] && command -v unshare >/dev/null; then
+    isolate=(unshare -n)
+else
+    echo "warning: not root or no unshare: the targets run with the machine's network" >&2
+fi
+
 status=0
 for t in "${targets[@]}"; do
     work=$here/target/corpus/$t
@@ -60,7 +70,7 @@ for t in "${targets[@]}"; do
     [[ -f dict/$t.dict ]] && dict=("-dict=$here/dict/$t.dict")
     echo "=== $t: $runs executions (max time ${max_time}s, sanitizer $sanitizer)"
     # shellcheck disable=SC2086
-    if ! cargo fuzz run "${build_flags[@]}" "$t" "$work" "$here/corpus/$t" "$here/regressions/$t" -- \
+    if ! "${isolate[@]}" cargo fuzz run "${build_flags[@]}" "$t" "$work" "$here/corpus/$t" "$here/regressions/$t" -- \
         -runs="$runs" -max_total_time="$max_time" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 "${dict[@]}" ${FUZZ_ARGS:-}; then
         echo "=== $t: FAILED (see artifacts/$t/)" >&2
