@@ -18,43 +18,28 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 N=${N:-20000}; QPS=${QPS:-1500}; OUT=${OUT:-/tmp/oxidns-instructions}; WARM=${WARM:-1}
-ZONE=/tmp/oxidns-bench/data/example.com.zone
-QFILE=/tmp/oxidns-bench/data/queries.txt
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
 if [ -z "${INSTRUCTIONS_IN_NETNS:-}" ]; then
   command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
     || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
   if [ "${BUILD:-1}" = 1 ]; then (cd "$REPO" && cargo build --release -p oxidns) || exit 1; fi
-  if [ ! -f "$ZONE" ]; then
-    mkdir -p /tmp/oxidns-bench/data && python3 "$REPO/../shared/bench/genzone.py" /tmp/oxidns-bench/data || exit 1
-  fi
+  ensure_peer_data || exit 1
   rm -rf "$OUT" && mkdir -p "$OUT" && cp "$REPO/target/release/oxidns" "$OUT/oxidns" || exit 1
   exec env INSTRUCTIONS_IN_NETNS=1 N="$N" QPS="$QPS" OUT="$OUT" WARM="$WARM" \
     timeout 1800 unshare -n bash -c 'ip link set lo up && exec bash "$0"' "$0"
 fi
 
 cd "$OUT" || exit 1
-PID=""
-stop() {
-  [ -n "$PID" ] || return 0
-  kill -TERM "$PID" 2>/dev/null
-  local i; for i in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""
-}
-trap stop EXIT
+trap stop_server EXIT
 
 # measure NAME PORT CMD...: prints "NAME instructions queries per-query"
 measure() {
   local name=$1 port=$2; shift 2
   valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.callgrind.out.%p" "$@" >"$OUT/$name.log" 2>&1 &
   PID=$!
-  local i up=0
-  for i in $(seq 1 300); do
-    dig +noall +comments +time=2 +tries=1 -p "$port" @127.0.0.1 example.com SOA 2>/dev/null \
-      | grep -q 'status: NOERROR' && { up=1; break; }
-    kill -0 "$PID" 2>/dev/null || break; sleep 0.5
-  done
-  [ "$up" = 1 ] || { echo "$name did not come up under valgrind"; tail -5 "$OUT/$name.log"; stop; return 1; }
+  wait_until_answering "$name" "$port" 300 0.5 || return 1   # valgrind starts slowly
   # Warm up (first-touch paths; with WARM=1 each measured question once, as in a steady run where
   # every question repeats and oxidns answers from its stored wire-form answers), then count
   # only the measured queries.
@@ -73,30 +58,10 @@ measure() {
   dump=$(ls -t "$OUT/$name".callgrind.out.* 2>/dev/null | head -1)
   total=$(awk '/^summary:|^totals:/ {print $2; exit}' "$dump")
   echo "$name $total ${done_:-0} $(python3 -c "print(round($total / max(1, ${done_:-0}), 1))")"
-  stop
+  stop_server
 }
 
-printf 'example.com:5471 {\n    bind 127.0.0.1\n    file %s\n}\n' "$ZONE" >"$OUT/Corefile"
-mkdir -p "$OUT/knot/db"
-cat >"$OUT/knot/knot.conf" <<EOF
-server:
-    rundir: "$OUT/knot"
-    listen: 127.0.0.1@5472
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-database:
-    storage: "$OUT/knot/db"
-log:
-  - target: stderr
-    any: warning
-zone:
-  - domain: example.com
-    file: "$ZONE"
-    zonefile-sync: -1
-    zonefile-load: whole
-    journal-content: none
-EOF
+write_configs 5471 5472
 {
   measure oxidns 5471 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile"
   measure knotd 5472 knotd -c "$OUT/knot/knot.conf"

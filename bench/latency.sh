@@ -17,17 +17,15 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 RATES=${RATES:-"20000 100000"}; SECS=${SECS:-5}; REPS=${REPS:-3}; OUT=${OUT:-/tmp/oxidns-latency}
-ZONE=/tmp/oxidns-bench/data/example.com.zone
-QFILE=/tmp/oxidns-bench/data/queries.txt
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
 if [ -z "${LATENCY_IN_NETNS:-}" ]; then
   for t in knotd dnsperf dig taskset unshare python3; do
     command -v "$t" >/dev/null || { echo "missing $t: run '$REPO/../shared/bench/peers.sh install' (apt part) first"; exit 1; }
   done
   if [ "${BUILD:-1}" = 1 ]; then (cd "$REPO" && cargo build --release -p oxidns) || exit 1; fi
-  if [ ! -f "$ZONE" ]; then
-    mkdir -p /tmp/oxidns-bench/data && python3 "$REPO/../shared/bench/genzone.py" /tmp/oxidns-bench/data || exit 1
-  fi
+  ensure_peer_data || exit 1
   rm -rf "$OUT" && mkdir -p "$OUT" && cp "$REPO/target/release/oxidns" "$OUT/oxidns" || exit 1
   echo "== $(date -u +%FT%TZ) oxidns $(cd "$REPO" && git rev-parse --short HEAD) loadavg: $(cut -d' ' -f1-3 /proc/loadavg)"
   exec env LATENCY_IN_NETNS=1 RATES="$RATES" SECS="$SECS" REPS="$REPS" OUT="$OUT" \
@@ -35,27 +33,14 @@ if [ -z "${LATENCY_IN_NETNS:-}" ]; then
 fi
 
 cd "$OUT" || exit 1
-PID=""
-stop() {
-  [ -n "$PID" ] || return 0
-  kill -TERM "$PID" 2>/dev/null
-  local i; for i in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""
-}
-trap stop EXIT
+trap stop_server EXIT
 
 # measure NAME PORT CMD...: one line per rate, "NAME RATE answered p50 p90 p99 p99.9" (ms)
 measure() {
   local name=$1 port=$2; shift 2
   TOKIO_WORKER_THREADS=1 taskset -c 0 "$@" >"$OUT/$name.log" 2>&1 &
   PID=$!
-  local i up=0
-  for i in $(seq 1 100); do
-    dig +noall +comments +time=1 +tries=1 -p "$port" @127.0.0.1 example.com SOA 2>/dev/null \
-      | grep -q 'status: NOERROR' && { up=1; break; }
-    kill -0 "$PID" 2>/dev/null || break; sleep 0.2
-  done
-  [ "$up" = 1 ] || { echo "$name did not come up"; tail -5 "$OUT/$name.log"; stop; return 1; }
+  wait_until_answering "$name" "$port" 100 0.2 || return 1
   # Warm-up: every question once (oxidns keeps answers in wire form after the first).
   taskset -c 1 dnsperf -s 127.0.0.1 -p "$port" -d "$QFILE" -n 1 -c 4 -q 100 >/dev/null 2>&1
   local rate
@@ -71,30 +56,10 @@ def pct(p):
 print(name, rate, len(lat), *(f"{pct(p):.3f}" for p in (50, 90, 99, 99.9)))
 PY
   done
-  stop
+  stop_server
 }
 
-printf 'example.com:5481 {\n    bind 127.0.0.1\n    file %s\n}\n' "$ZONE" >"$OUT/Corefile"
-mkdir -p "$OUT/knot/db"
-cat >"$OUT/knot/knot.conf" <<KNOT
-server:
-    rundir: "$OUT/knot"
-    listen: 127.0.0.1@5482
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-database:
-    storage: "$OUT/knot/db"
-log:
-  - target: stderr
-    any: warning
-zone:
-  - domain: example.com
-    file: "$ZONE"
-    zonefile-sync: -1
-    zonefile-load: whole
-    journal-content: none
-KNOT
+write_configs 5481 5482
 for rep in $(seq 1 "$REPS"); do
   measure oxidns 5481 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile"
   measure knotd 5482 knotd -c "$OUT/knot/knot.conf"
