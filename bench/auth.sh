@@ -40,25 +40,9 @@ for t in knotd dnsperf dig taskset unshare python3; do
   command -v "$t" >/dev/null || { echo "missing $t: run '$PEERBENCH/peers.sh install' (apt part) first"; exit 1; }
 done
 
-# ---- build (bounded retries: other engineers may have a crate mid-edit)
-if [ "$BUILD" = 1 ]; then
-  ok=0
-  for attempt in 1 2 3 4 5; do
-    if (cd "$REPO" && cargo build --release -p oxidns); then ok=1; break; fi
-    echo "!! build failed (attempt $attempt/5); retrying in 60 s"; sleep 60
-  done
-  [ "$ok" = 1 ] || { echo "!! release build failed 5 times; giving up"; exit 1; }
-fi
-[ -x "$REPO/target/release/oxidns" ] || { echo "no $REPO/target/release/oxidns"; exit 1; }
-
-# ---- snapshot the binary and the peer benchmark (a rebuild by someone else won't change this run)
-TMP=$(mktemp -d /tmp/oxidns-auth.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-cp "$REPO/target/release/oxidns" "$TMP/oxidns"
-cp "$PEERBENCH/peers.sh" "$PEERBENCH/genzone.py" "$TMP/"
-REV=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)$(cd "$REPO" && git diff --quiet HEAD 2>/dev/null || echo "+dirty")
-echo "== oxidns $REV ($("$TMP/oxidns" -version | head -1)), built $(date -u -r "$REPO/target/release/oxidns" +%FT%TZ), sha256 $(sha256sum "$TMP/oxidns" | cut -c1-12), snapshot $TMP/oxidns"
-echo "== $(date -u +%FT%TZ)  $(uname -srm)  nproc=$(nproc)  loadavg: $(cut -d' ' -f1-3 /proc/loadavg)"
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
+build_and_snapshot auth
 echo "== SERVERS=\"$SERVERS\" + oxidns   DUR=$DUR REPS=$REPS   WORK=$WORK"
 
 # One EXTRA line: NAME PORT COMMAND (run by `bash -c` with ZONE ORIGIN PORT RUN exported).

@@ -10,10 +10,9 @@ ensure_peer_data() {
   mkdir -p /tmp/oxidns-bench/data && python3 "$REPO/../shared/bench/genzone.py" /tmp/oxidns-bench/data
 }
 
-# The server under measurement; stop_server ends only that process.
-PID=""
+# The server under measurement is $PID; stop_server ends only that process.
 stop_server() {
-  [ -n "$PID" ] || return 0
+  [ -n "${PID:-}" ] || return 0
   kill -TERM "$PID" 2>/dev/null
   local i; for i in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""
@@ -55,4 +54,28 @@ zone:
     zonefile-load: whole
     journal-content: none
 KNOT
+}
+
+# build_and_snapshot KIND (auth.sh, cache.sh): with BUILD=1 builds target/release/oxidns, with
+# bounded retries (another engineer may have a crate mid-edit); copies the binary and
+# $PEERBENCH's peers.sh and genzone.py into a fresh $TMP (peers.sh must not run in place: bash
+# reads it lazily, and a rebuild must not change a run), removed on exit; prints what was built.
+build_and_snapshot() {
+  if [ "${BUILD:-1}" = 1 ]; then
+    local ok=0 attempt
+    for attempt in 1 2 3 4 5; do
+      if (cd "$REPO" && cargo build --release -p oxidns); then ok=1; break; fi
+      echo "!! build failed (attempt $attempt/5); retrying in 60 s"; sleep 60
+    done
+    [ "$ok" = 1 ] || { echo "!! release build failed 5 times; giving up"; exit 1; }
+  fi
+  [ -x "$REPO/target/release/oxidns" ] || { echo "no $REPO/target/release/oxidns"; exit 1; }
+  TMP=$(mktemp -d "/tmp/oxidns-$1.XXXXXX")
+  trap 'rm -rf "$TMP"' EXIT
+  cp "$REPO/target/release/oxidns" "$TMP/oxidns"
+  cp "$PEERBENCH/peers.sh" "$PEERBENCH/genzone.py" "$TMP/"
+  local rev
+  rev=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)$(cd "$REPO" && git diff --quiet HEAD 2>/dev/null || echo "+dirty")
+  echo "== oxidns $rev ($("$TMP/oxidns" -version | head -1)), built $(date -u -r "$REPO/target/release/oxidns" +%FT%TZ), sha256 $(sha256sum "$TMP/oxidns" | cut -c1-12), snapshot $TMP/oxidns"
+  echo "== $(date -u +%FT%TZ)  $(uname -srm)  nproc=$(nproc)  loadavg: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
