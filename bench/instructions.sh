@@ -24,11 +24,7 @@ N=${N:-20000}; QPS=${QPS:-1500}; OUT=${OUT:-/tmp/oxidns-instructions}; WARM=${WA
 if [ -z "${INSTRUCTIONS_IN_NETNS:-}" ]; then
   command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
     || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
-  if [ "${BUILD:-1}" = 1 ]; then (cd "$REPO" && cargo build --release -p oxidns) || exit 1; fi
-  ensure_peer_data || exit 1
-  rm -rf "$OUT" && mkdir -p "$OUT" && cp "$REPO/target/release/oxidns" "$OUT/oxidns" || exit 1
-  exec env INSTRUCTIONS_IN_NETNS=1 N="$N" QPS="$QPS" OUT="$OUT" WARM="$WARM" \
-    timeout 1800 unshare -n bash -c 'ip link set lo up && exec bash "$0"' "$0"
+  run_in_netns INSTRUCTIONS_IN_NETNS N QPS WARM
 fi
 
 cd "$OUT" || exit 1

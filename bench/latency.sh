@@ -24,12 +24,8 @@ if [ -z "${LATENCY_IN_NETNS:-}" ]; then
   for t in knotd dnsperf dig taskset unshare python3; do
     command -v "$t" >/dev/null || { echo "missing $t: run '$REPO/../shared/bench/peers.sh install' (apt part) first"; exit 1; }
   done
-  if [ "${BUILD:-1}" = 1 ]; then (cd "$REPO" && cargo build --release -p oxidns) || exit 1; fi
-  ensure_peer_data || exit 1
-  rm -rf "$OUT" && mkdir -p "$OUT" && cp "$REPO/target/release/oxidns" "$OUT/oxidns" || exit 1
   echo "== $(date -u +%FT%TZ) oxidns $(cd "$REPO" && git rev-parse --short HEAD) loadavg: $(cut -d' ' -f1-3 /proc/loadavg)"
-  exec env LATENCY_IN_NETNS=1 RATES="$RATES" SECS="$SECS" REPS="$REPS" OUT="$OUT" \
-    timeout 1800 unshare -n bash -c 'ip link set lo up && exec bash "$0"' "$0"
+  run_in_netns LATENCY_IN_NETNS RATES SECS REPS
 fi
 
 cd "$OUT" || exit 1

@@ -10,6 +10,19 @@ ensure_peer_data() {
   mkdir -p /tmp/oxidns-bench/data && python3 "$REPO/../shared/bench/genzone.py" /tmp/oxidns-bench/data
 }
 
+# run_in_netns FLAG VAR...: builds oxidns (BUILD=1), makes the peer data, copies the binary
+# into a fresh $OUT, and runs this script again in a private network namespace that has only lo,
+# with FLAG=1 and the named variables (and OUT) exported; the script tests FLAG to know where
+# it is.
+run_in_netns() {
+  local flag=$1; shift
+  if [ "${BUILD:-1}" = 1 ]; then (cd "$REPO" && cargo build --release -p oxidns) || exit 1; fi
+  ensure_peer_data || exit 1
+  rm -rf "$OUT" && mkdir -p "$OUT" && cp "$REPO/target/release/oxidns" "$OUT/oxidns" || exit 1
+  export "$flag"=1 OUT "$@"
+  exec timeout 1800 unshare -n bash -c 'ip link set lo up && exec bash "$0"' "$0"
+}
+
 # The server under measurement is $PID; stop_server ends only that process.
 stop_server() {
   [ -n "${PID:-}" ] || return 0
