@@ -147,11 +147,8 @@ impl Response {
         for (section, records) in sections {
             for (index, record) in records.iter().enumerate() {
                 match rrsets.last_mut() {
-                    Some((last, count))
-                        if index > 0
-                            && *last == section
-                            && same_rrset(&records[index - 1], record) =>
-                    {
+                    // The same RRset as the record before, as `push_rrsets` counts them.
+                    Some((_, count)) if index > 0 && same_rrset(&records[index - 1], record) => {
                         *count += 1
                     }
                     _ => rrsets.push((section, 1)),
@@ -221,27 +218,29 @@ impl Response {
         }
     }
 
+    /// The rcode as it can be sent to `query`: an extended rcode cannot be
+    /// said without OPT, so SERVFAIL stands in for it.
+    fn sent_rcode(&self, query: &Query) -> OptRcode {
+        if self.rcode.is_ext() && query.edns.is_none() {
+            OptRcode::SERVFAIL
+        } else {
+            self.rcode
+        }
+    }
+
     /// [`Response::encode_reserving`] for a response in wire form: the
     /// header and question written here, the sections copied.
     fn encode_wire(&self, wire: &WireSections, query: &Query, limit: usize) -> Vec<u8> {
         let qname = query.qname.as_slice();
         let mut options: &[EdnsOption] = &self.edns_options;
-        let opt_len = |options: &[EdnsOption]| match &query.edns {
-            Some(_) => 11 + options.iter().map(|o| 4 + o.data.len()).sum::<usize>(),
-            None => 0,
-        };
         let before = 12 + qname.len() + 4;
         // The question and OPT alone overflow: send OPT without options.
-        if before + opt_len(options) > limit {
+        if before + opt_len(query, options) > limit {
             options = &[];
         }
-        let opt_len = opt_len(options);
+        let opt_len = opt_len(query, options);
         let fit = wire.fit(limit.saturating_sub(before + opt_len));
-        let rcode = if self.rcode.is_ext() && query.edns.is_none() {
-            OptRcode::SERVFAIL
-        } else {
-            self.rcode
-        };
+        let rcode = self.sent_rcode(query);
 
         let mut out = Vec::with_capacity(before + fit.bytes.len() + opt_len);
         out.extend_from_slice(&query.id.to_be_bytes());
@@ -301,16 +300,8 @@ impl Response {
         } else {
             &[]
         };
-        let opt_len = match &query.edns {
-            Some(_) => 11 + options.iter().map(|o| 4 + o.data.len()).sum::<usize>(),
-            None => 0,
-        };
-        // An extended rcode cannot be said without OPT: SERVFAIL stands in for it.
-        let rcode = if self.rcode.is_ext() && query.edns.is_none() {
-            OptRcode::SERVFAIL
-        } else {
-            self.rcode
-        };
+        let opt_len = opt_len(query, options);
+        let rcode = self.sent_rcode(query);
 
         let mut builder = Builder::from_target(StaticCompressor::new(Vec::with_capacity(512)))
             .expect("a Vec always has room for a header");
@@ -469,6 +460,14 @@ fn push_rrsets(
         }
     }
     Ok(())
+}
+
+/// Bytes our OPT record takes with `options`; none without EDNS in the query.
+fn opt_len(query: &Query, options: &[EdnsOption]) -> usize {
+    match &query.edns {
+        Some(_) => 11 + options.iter().map(|o| 4 + o.data.len()).sum::<usize>(),
+        None => 0,
+    }
 }
 
 fn same_rrset(a: &Record, b: &Record) -> bool {

@@ -68,7 +68,7 @@ impl WireSections {
         let mut at = 0;
         for &(section, count) in rrsets {
             for _ in 0..count {
-                at = record_end(records, at)?;
+                at = record_parts(records, at)?.1;
             }
             block.extend_from_slice(&u32::try_from(at).ok()?.to_le_bytes());
             block.extend_from_slice(&count.to_le_bytes());
@@ -137,15 +137,6 @@ impl WireSections {
         self.records().is_empty()
     }
 
-    /// Records in each section (answer, authority, additional).
-    pub fn counts(&self) -> [u16; 3] {
-        let mut counts = [0u16; 3];
-        for (_, records, section) in self.rrsets() {
-            counts[usize::from(section)] += records;
-        }
-        counts
-    }
-
     /// The longest run of whole RRsets that fits in `budget` bytes.
     pub(crate) fn fit(&self, budget: usize) -> Fit<'_> {
         let mut counts = [0u16; 3];
@@ -175,17 +166,13 @@ impl WireSections {
         }
         let records = &mut out[start..];
         let mut at = 0;
-        while at < records.len() {
-            let Some(ttl_at) = skip_name(records, at).map(|end| end + 4) else {
-                return;
-            };
+        while let Some((fixed, end)) = record_parts(records, at) {
+            // TYPE and CLASS, then the TTL (RFC 1035 §4.1.3).
+            let ttl_at = fixed + 4;
             let ttl = u32::from_be_bytes(records[ttl_at..ttl_at + 4].try_into().expect("4 bytes"));
             let aged = ttl.saturating_sub(self.age);
             records[ttl_at..ttl_at + 4].copy_from_slice(&aged.to_be_bytes());
-            match record_end(records, at) {
-                Some(end) => at = end,
-                None => return,
-            }
+            at = end;
         }
     }
 }
@@ -204,10 +191,11 @@ fn skip_name(bytes: &[u8], mut at: usize) -> Option<usize> {
     }
 }
 
-/// Where the record starting at `at` ends.
-fn record_end(bytes: &[u8], at: usize) -> Option<usize> {
+/// Where the fixed fields (type, class, TTL, RDLENGTH) of the record
+/// starting at `at` begin, and where the record ends.
+fn record_parts(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
     let fixed = skip_name(bytes, at)?;
     let rdlength = bytes.get(fixed + 8..fixed + 10)?;
     let end = fixed + 10 + usize::from(u16::from_be_bytes([rdlength[0], rdlength[1]]));
-    (end <= bytes.len()).then_some(end)
+    (end <= bytes.len()).then_some((fixed, end))
 }

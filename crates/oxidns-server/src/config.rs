@@ -196,10 +196,6 @@ pub struct ZoneRouter {
 }
 
 impl ZoneRouter {
-    fn new(zones: ZoneTable) -> ZoneRouter {
-        ZoneRouter { zones }
-    }
-
     /// The block and zone for `qname`, walking from the full name up to the root.
     pub fn route(&self, qname: &Name) -> Option<(&Name, &Arc<Block>)> {
         self.zones
@@ -376,7 +372,7 @@ fn group_listeners(blocks: &[Arc<Block>]) -> Result<Vec<ListenerSpec>, Vec<Confi
         .into_iter()
         .map(|(addr, zones, limits)| ListenerSpec {
             addr,
-            router: Arc::new(ZoneRouter::new(zones)),
+            router: Arc::new(ZoneRouter { zones }),
             limits,
         })
         .collect())

@@ -197,6 +197,9 @@ mod linux {
             slot: usize,
             received: &mut Vec<(usize, Option<SocketAddr>)>,
         ) -> io::Result<usize> {
+            // SAFETY: every header points at its slot of the batch's buffers
+            // (`prepare_receive`) and at an address buffer of the declared
+            // size, all owned by the batch and alive for the call.
             let count = unsafe {
                 libc::recvmmsg(
                     socket.as_raw_fd(),
@@ -220,9 +223,7 @@ mod linux {
             }
             Ok(count)
         }
-    }
 
-    impl Headers {
         /// Sends the first [`BATCH`] of `batch` in one `sendmmsg`; returns
         /// how many went out. Only the headers used are filled.
         pub(super) fn send(
@@ -245,6 +246,9 @@ mod linux {
                 header.msg_hdr.msg_controllen = 0;
                 header.msg_hdr.msg_flags = 0;
             }
+            // SAFETY: the first `count` headers point at live messages of
+            // `batch` and at addresses written just above; the kernel only
+            // reads them.
             let sent = unsafe {
                 libc::sendmmsg(
                     socket.as_raw_fd(),

@@ -272,12 +272,21 @@ impl Entry {
         self.age(now) < self.duration
     }
 
+    /// Seconds to take off the stored TTLs now: the entry's age, or none
+    /// with keepttl.
+    fn ttl_age(&self, now: Duration, keepttl: bool) -> u32 {
+        match keepttl {
+            true => 0,
+            false => u32::try_from(self.age(now).as_secs()).unwrap_or(u32::MAX),
+        }
+    }
+
     /// The response with the TTLs that remain (or as stored, with keepttl).
     fn answer(&self, now: Duration, keepttl: bool) -> Response {
         let mut response = self.response.clone();
         response.authoritative = false;
-        if !keepttl {
-            let age = u32::try_from(self.age(now).as_secs()).unwrap_or(u32::MAX);
+        let age = self.ttl_age(now, keepttl);
+        if age > 0 {
             rewrite_ttls(&mut response, |ttl| ttl.saturating_sub(age));
         }
         response
@@ -286,10 +295,7 @@ impl Entry {
     /// [`Entry::answer`] in wire form, when the entry has it.
     fn answer_in_wire_form(&self, now: Duration, keepttl: bool) -> Option<Response> {
         let wire = self.wire.as_ref()?;
-        let age = match keepttl {
-            true => 0,
-            false => u32::try_from(self.age(now).as_secs()).unwrap_or(u32::MAX),
-        };
+        let age = self.ttl_age(now, keepttl);
         let stored = &self.response;
         let mut response = Response::new(oxidns_server::proto::Rcode::NOERROR);
         response.rcode = stored.rcode;
