@@ -13,6 +13,8 @@
 #   OXIDNS_PORT=5350              UDP port of oxidns (loopback, inside peers.sh's private netns)
 #   PEERBENCH=<repo>/../shared/bench   where peers.sh and genzone.py come from
 #   BUILD=1                       BUILD=0 uses the existing target/release/oxidns
+#   FLOOR=1                       also run bench/floor.c (port FLOOR_PORT=5351): the kernel's
+#                                 share of a query, under every socket-based server's CPU per query
 # Anything else peers.sh reads (CLIENTS, OUTSTANDING, QPS, NETNS, ...) is passed through.
 #
 # oxidns has no worker-count option yet: it runs tokio's multi-thread runtime. It is pinned to
@@ -47,6 +49,11 @@ echo "== SERVERS=\"$SERVERS\" + oxidns   DUR=$DUR REPS=$REPS   WORK=$WORK"
 
 # One EXTRA line: NAME PORT COMMAND (run by `bash -c` with ZONE ORIGIN PORT RUN exported).
 EXTRA="oxidns $OXIDNS_PORT printf '%s:%s {\n    bind 127.0.0.1\n    file %s\n}\n' \"\$ORIGIN\" \"\$PORT\" \"\$ZONE\" > \"\$RUN/Corefile\" && TOKIO_WORKER_THREADS=1 exec $TMP/oxidns -quiet -conf \"\$RUN/Corefile\""
+if [ "${FLOOR:-1}" = 1 ]; then
+  gcc -O2 -Wall -o "$TMP/floor" "$HERE/floor.c" || exit 1
+  EXTRA="$EXTRA
+floor ${FLOOR_PORT:-5351} exec $TMP/floor \"\$PORT\""
+fi
 export EXTRA
 
 mkdir -p "$WORK"

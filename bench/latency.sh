@@ -11,12 +11,12 @@
 # The machine is shared: single runs move by several times at p99, so the servers take turns
 # for REPS rounds and the summary gives each percentile's median over the rounds.
 #
-# Usage:  bench/latency.sh        Environment: RATES="20000 100000" SECS=5 REPS=3 BUILD=1 OUT=/tmp/oxidns-latency
+# Usage:  bench/latency.sh        Environment: RATES="20000 100000" SECS=5 REPS=5 BUILD=1 OUT=/tmp/oxidns-latency
 # Runs in a private network namespace (only lo). Stops only the processes it started, by PID.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
-RATES=${RATES:-"20000 100000"}; SECS=${SECS:-5}; REPS=${REPS:-3}; OUT=${OUT:-/tmp/oxidns-latency}
+RATES=${RATES:-"20000 100000"}; SECS=${SECS:-5}; REPS=${REPS:-5}; OUT=${OUT:-/tmp/oxidns-latency}
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
 

@@ -11,6 +11,8 @@ bench/auth.sh reports only the rows of its own invocation. Medians over the reps
 server; [min-max] is given for CPU us/query, the stable metric on a shared machine.
 `--base best` takes the peer with the lowest CPU per query in the run.
 Ratios are server / base: for us/q and RSS lower is better, for qps higher is better.
+A server named "floor" (bench/floor.c, no DNS work at all) is never the base; its line says
+what share of the base's CPU per query the kernel alone takes.
 --target X prints, for every server whose name starts with "oxidns", whether its CPU us/query
 is at most X times the base's. For cache rows RSS is taken after the warm-up.
 """
@@ -55,7 +57,7 @@ for s, rs in by.items():
 
 if a.base == "best":
     # The peer with the lowest CPU per query in this run.
-    peers = [s for s in stats if not s.startswith("oxidns")]
+    peers = [s for s in stats if not s.startswith("oxidns") and s != "floor"]
     a.base = min(peers, key=lambda s: stats[s]["us"]) if peers else "-"
 base = stats.get(a.base)
 def ratio(s, k):
@@ -77,3 +79,8 @@ for s in stats:
     r = stats[s]["us"] / base["us"]
     verdict = "meets" if r <= a.target else f"misses (by {r / a.target:.2f}x)"
     print(f"target: {s} CPU us/query <= {a.target:g}x {a.base}: {r:.2f}x -> {verdict}")
+floor = stats.get("floor")
+if base and floor:
+    print(f"floor: the kernel's share of a query (bench/floor.c) is {floor['us']:.2f} us/q = "
+          f"{floor['us'] / base['us']:.2f}x {a.base}; {a.target:g}x {a.base} leaves "
+          f"{a.target * base['us'] - floor['us']:+.2f} us/q for all the work above the socket")
