@@ -174,17 +174,27 @@ impl Response {
     /// never less than a question and OPT record need, so a very large
     /// reservation may still overrun a 512-byte limit.
     pub fn encode_reserving(&self, query: &Query, limit: usize, reserved: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(query, limit, reserved, &mut out);
+        out
+    }
+
+    /// As [`Response::encode_reserving`], into `out` (emptied first). A
+    /// response in wire form is written into `out`'s memory, so a server
+    /// that passes the same buffers again sends it without allocating.
+    pub fn encode_into(&self, query: &Query, limit: usize, reserved: usize, out: &mut Vec<u8>) {
         let limit = limit
             .max(usize::from(crate::MIN_UDP_PAYLOAD))
             .saturating_sub(reserved)
             .max(MIN_ROOM);
+        out.clear();
         if let Some(wire) = &self.wire {
             if wire.question_len() == query.qname.as_slice().len() + 4 {
-                return self.encode_wire(wire, query, limit);
+                return self.encode_wire(wire, query, limit, out);
             }
             // Sections made for another question are never sent under this one.
             debug_assert!(false, "wire sections for another question");
-            return Response::new(Rcode::SERVFAIL).encode(query, limit);
+            return Response::new(Rcode::SERVFAIL).encode_into(query, limit, 0, out);
         }
         let mut cut = Cut {
             answer: usize::MAX,
@@ -195,7 +205,10 @@ impl Response {
         let mut with_options = true;
         loop {
             match self.try_encode(query, limit, cut, with_options) {
-                Ok(bytes) => return bytes,
+                Ok(bytes) => {
+                    *out = bytes;
+                    return;
+                }
                 Err((Section::Answer, rrset)) => {
                     cut = Cut {
                         answer: rrset,
@@ -230,7 +243,7 @@ impl Response {
 
     /// [`Response::encode_reserving`] for a response in wire form: the
     /// header and question written here, the sections copied.
-    fn encode_wire(&self, wire: &WireSections, query: &Query, limit: usize) -> Vec<u8> {
+    fn encode_wire(&self, wire: &WireSections, query: &Query, limit: usize, out: &mut Vec<u8>) {
         let qname = query.qname.as_slice();
         let mut options: &[EdnsOption] = &self.edns_options;
         let before = 12 + qname.len() + 4;
@@ -242,7 +255,7 @@ impl Response {
         let fit = wire.fit(limit.saturating_sub(before + opt_len));
         let rcode = self.sent_rcode(query);
 
-        let mut out = Vec::with_capacity(before + fit.bytes.len() + opt_len);
+        out.reserve(before + fit.bytes.len() + opt_len);
         out.extend_from_slice(&query.id.to_be_bytes());
         // RFC 1035 §4.1.1: QR, opcode, AA, TC, RD | RA, Z (0), AD, CD, rcode.
         let tc = self.truncated || fit.truncated;
@@ -266,7 +279,7 @@ impl Response {
         out.extend_from_slice(qname);
         out.extend_from_slice(&query.qtype.to_int().to_be_bytes());
         out.extend_from_slice(&query.qclass.to_int().to_be_bytes());
-        wire.append(&fit, &mut out);
+        wire.append(&fit, out);
         if let Some(edns) = &query.edns {
             // RFC 6891 §6.1.2–6.1.3: root owner, OPT, payload size as the
             // class, extended rcode, version 0 and DO in the TTL.
@@ -285,7 +298,6 @@ impl Response {
                 out.extend_from_slice(&option.data);
             }
         }
-        out
     }
 
     fn try_encode(

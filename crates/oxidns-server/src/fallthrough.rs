@@ -53,7 +53,7 @@ impl Fallthrough {
         if response.rcode == OptRcode::NXDOMAIN && self.matches(request.qname()) {
             return next.serve(request);
         }
-        Box::pin(std::future::ready(Ok(response)))
+        HandlerFuture::ready(Ok(response))
     }
 }
 

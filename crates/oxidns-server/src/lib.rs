@@ -10,6 +10,7 @@ pub mod config;
 pub mod corefile;
 pub mod duration;
 pub mod fallthrough;
+mod future_slot;
 pub mod http;
 pub mod logging;
 pub mod plugin;
@@ -23,8 +24,8 @@ pub use config::{Config, Options, build};
 pub use corefile::{ConfigError, Directive, Token};
 pub use oxidns_proto as proto;
 pub use plugin::{
-    Handler, HandlerFuture, HookFuture, Lifecycle, Next, OwnedNext, PluginEntry, PluginError,
-    Request, Setup, Transport,
+    Handler, HandlerFuture, HandlerResult, HookFuture, Lifecycle, Next, OwnedNext, PluginEntry,
+    PluginError, Request, Setup, Transport,
 };
 pub use server::{Limits, ReloadError, Server};
 

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use oxidns_proto::{Class, Name, Query, Rcode, Response, Rtype};
@@ -20,9 +21,46 @@ use crate::config::BlockSettings;
 use crate::corefile::key::parse_key;
 use crate::corefile::{ConfigError, Directive, Token};
 
-/// What a handler returns: the response, or an error that becomes SERVFAIL.
-pub type HandlerFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Response, PluginError>> + Send + 'a>>;
+/// A handler's outcome: the response, or an error that becomes SERVFAIL.
+pub type HandlerResult = Result<Response, PluginError>;
+
+/// What a handler returns. A handler that answers at once (a zone, a cache
+/// hit) returns its result [`HandlerFuture::ready`], with no allocation:
+/// the hot path makes none. One that waits (an upstream, the rest of the
+/// chain) boxes its future with [`HandlerFuture::new`].
+#[must_use = "a handler's answer does nothing unless awaited"]
+pub struct HandlerFuture<'a>(Outcome<'a>);
+
+enum Outcome<'a> {
+    /// Taken when polled.
+    Ready(Option<HandlerResult>),
+    Waiting(Pin<Box<dyn Future<Output = HandlerResult> + Send + 'a>>),
+}
+
+impl<'a> HandlerFuture<'a> {
+    pub fn ready(result: HandlerResult) -> Self {
+        HandlerFuture(Outcome::Ready(Some(result)))
+    }
+
+    pub fn new(future: impl Future<Output = HandlerResult> + Send + 'a) -> Self {
+        HandlerFuture(Outcome::Waiting(Box::pin(future)))
+    }
+}
+
+impl Future for HandlerFuture<'_> {
+    type Output = HandlerResult;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<HandlerResult> {
+        match &mut self.get_mut().0 {
+            Outcome::Ready(result) => Poll::Ready(
+                result
+                    .take()
+                    .expect("a HandlerFuture polled after it finished"),
+            ),
+            Outcome::Waiting(future) => future.as_mut().poll(cx),
+        }
+    }
+}
 
 /// A boxed future for lifecycle hooks.
 pub type HookFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -78,10 +116,7 @@ impl<'a> Next<'a> {
                     start: self.start + 1,
                 },
             ),
-            None => Box::pin(std::future::ready(Err(PluginError::new(
-                "chain",
-                "no next plugin found",
-            )))),
+            None => HandlerFuture::ready(Err(PluginError::new("chain", "no next plugin found"))),
         }
     }
 
@@ -93,7 +128,7 @@ impl<'a> Next<'a> {
         'a: 'r,
     {
         if self.is_empty() {
-            return Box::pin(std::future::ready(Ok(Response::new(Rcode::REFUSED))));
+            return HandlerFuture::ready(Ok(Response::new(Rcode::REFUSED)));
         }
         self.serve(request)
     }
@@ -337,13 +372,16 @@ impl Request {
         self.observers.push(Box::new(observer));
     }
 
-    /// Encodes the response for this request and tells the observers.
-    pub fn finish(mut self, response: &Response) -> Vec<u8> {
-        let wire = encode_signed(response, &self.query, self.response_limit(), &self.signer);
+    /// Encodes the response for this request into `buffer` (emptied
+    /// first; a server passes its spent buffers again, so that answers in
+    /// wire form cost no allocation) and tells the observers.
+    pub fn finish(mut self, response: &Response, mut buffer: Vec<u8>) -> Vec<u8> {
+        let limit = self.response_limit();
+        encode_signed(response, &self.query, limit, &self.signer, &mut buffer);
         for observer in std::mem::take(&mut self.observers) {
-            observer(&self, response, &wire);
+            observer(&self, response, &buffer);
         }
-        wire
+        buffer
     }
 
     pub fn qname(&self) -> &Name {
@@ -389,12 +427,10 @@ impl FollowUps {
     /// The next message in wire form; `None` when there are no more.
     pub async fn next(&mut self) -> Option<Vec<u8>> {
         let response = self.messages.recv().await?;
-        Some(encode_signed(
-            &response,
-            &self.query,
-            usize::from(u16::MAX),
-            &self.signer,
-        ))
+        let mut wire = Vec::new();
+        let limit = usize::from(u16::MAX);
+        encode_signed(&response, &self.query, limit, &self.signer, &mut wire);
+        Some(wire)
     }
 }
 
@@ -403,14 +439,14 @@ fn encode_signed(
     query: &Query,
     limit: usize,
     signer: &Option<SharedSigner>,
-) -> Vec<u8> {
+    out: &mut Vec<u8>,
+) {
     let Some(signer) = signer else {
-        return response.encode(query, limit);
+        return response.encode_into(query, limit, 0, out);
     };
     let mut signer = signer.lock().unwrap_or_else(|e| e.into_inner());
-    let mut wire = response.encode_reserving(query, limit, signer.reserve());
-    signer.sign(&mut wire);
-    wire
+    response.encode_into(query, limit, signer.reserve(), out);
+    signer.sign(out);
 }
 
 fn canonical(addr: SocketAddr) -> SocketAddr {
@@ -584,7 +620,7 @@ mod tests {
         fn serve<'a>(&'a self, request: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
             let mut response = Response::new(Rcode::NOERROR);
             response.authentic_data = request.wire_answers;
-            Box::pin(std::future::ready(Ok(response)))
+            HandlerFuture::ready(Ok(response))
         }
     }
 

@@ -147,7 +147,7 @@ impl Handler for RebindingFilter {
     }
 
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        HandlerFuture::new(async move {
             let response = next.serve(request).await?;
             Ok(self
                 .protection

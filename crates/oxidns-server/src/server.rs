@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Block, Config, ListenerSpec, ZoneRouter};
 use crate::corefile::{ConfigError, Directive};
+use crate::future_slot::FutureSlot;
 use crate::plugin::{FollowUps, Next, Request, Transport};
 use crate::udp::{ReceiveBatch, SendBatch};
 
@@ -289,8 +290,9 @@ pub async fn answer(
     message: Bytes,
     client: SocketAddr,
     transport: Transport,
+    buffer: Vec<u8>,
 ) -> Option<Vec<u8>> {
-    answer_all(listener, message, client, transport)
+    answer_all(listener, message, client, transport, buffer)
         .await
         .map(|answer| answer.message)
 }
@@ -312,12 +314,14 @@ impl From<Vec<u8>> for Answer {
 }
 
 /// As [`answer`], with the follow-up messages of a multi-message answer
-/// (zone transfers), for transports that can send them.
+/// (zone transfers), for transports that can send them. The answer is
+/// written into `buffer` (see [`Request::finish`]).
 pub async fn answer_all(
     listener: &Listener,
     message: Bytes,
     client: SocketAddr,
     transport: Transport,
+    buffer: Vec<u8>,
 ) -> Option<Answer> {
     let router = listener.router.load();
     let query = match Query::parse(message) {
@@ -367,7 +371,7 @@ pub async fn answer_all(
     }
     let follow_ups = request.take_follow_ups();
     Some(Answer {
-        message: request.finish(&response),
+        message: request.finish(&response, buffer),
         follow_ups,
     })
 }
@@ -721,6 +725,7 @@ async fn serve_udp(
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut received = ReceiveBatch::new();
     let mut replies = SendBatch::default();
+    let mut answers = FutureSlot::new();
     loop {
         let count = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -736,20 +741,24 @@ async fn serve_udp(
         for index in 0..count {
             let (datagram, client) = received.datagram(index);
             let Some(client) = client else { continue };
-            let message = Bytes::copy_from_slice(datagram);
+            let message = query_bytes(datagram);
             let owned = listener.clone();
-            let mut answering =
-                Box::pin(async move { answer(&owned, message, client, Transport::Udp).await });
+            let buffer = replies.spare_buffer();
             // Most answers (zones, cache hits) complete without waiting: answer
             // those here, sent with the rest of the batch, and save a task per
             // query; only answers that wait (an upstream, a slow plugin) get a
             // task of their own.
-            if let Some(response) = (&mut answering).now_or_never() {
-                if let Some(response) = response {
-                    replies.push(response, client);
+            let answering = match answers.poll_once(async move {
+                answer(&owned, message, client, Transport::Udp, buffer).await
+            }) {
+                Ok(response) => {
+                    if let Some(response) = response {
+                        replies.push(response, client);
+                    }
+                    continue;
                 }
-                continue;
-            }
+                Err(answering) => answering,
+            };
             if in_flight.load(Ordering::Relaxed) >= listener.limits.load().max_udp_in_flight {
                 listener.reached(LimitReached::UdpInFlight);
                 continue;
@@ -765,6 +774,44 @@ async fn serve_udp(
             });
         }
         replies.flush(&socket).await;
+    }
+}
+
+/// A received query's bytes in one heap block with their reference count.
+///
+/// Why not `Bytes::copy_from_slice`: its block becomes shared at the first
+/// clone (the query name is sliced out of the message at once), which
+/// costs a second allocation per query; an owner block is shared from the
+/// start. Two sizes, so that a name kept from the query (a record's owner
+/// in a cache entry) keeps little more than the query itself alive;
+/// longer queries (rare) take the general way.
+fn query_bytes(datagram: &[u8]) -> Bytes {
+    match datagram.len() {
+        0..=128 => Bytes::from_owner(InlineQuery::<128>::new(datagram)),
+        129..=320 => Bytes::from_owner(InlineQuery::<320>::new(datagram)),
+        _ => Bytes::copy_from_slice(datagram),
+    }
+}
+
+struct InlineQuery<const N: usize> {
+    len: usize,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> InlineQuery<N> {
+    fn new(datagram: &[u8]) -> Self {
+        let mut inline = InlineQuery {
+            len: datagram.len(),
+            bytes: [0; N],
+        };
+        inline.bytes[..datagram.len()].copy_from_slice(datagram);
+        inline
+    }
+}
+
+impl<const N: usize> AsRef<[u8]> for InlineQuery<N> {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -892,8 +939,14 @@ async fn serve_tcp_connection(
         let listener = listener.clone();
         let responses = responses.clone();
         tracker.spawn(async move {
-            if let Some(answer) =
-                answer_all(&listener, message.into(), client, Transport::Tcp).await
+            if let Some(answer) = answer_all(
+                &listener,
+                message.into(),
+                client,
+                Transport::Tcp,
+                Vec::new(),
+            )
+            .await
             {
                 let _ = responses.send(answer).await;
             }
@@ -907,6 +960,16 @@ async fn serve_tcp_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_bytes_keep_every_size_of_query_whole() {
+        for len in [0, 12, 128, 129, 320, 321, 4096] {
+            let datagram: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let bytes = query_bytes(&datagram);
+            assert_eq!(&bytes[..], &datagram[..], "{len} bytes");
+            assert_eq!(&bytes.slice(len / 2..)[..], &datagram[len / 2..]);
+        }
+    }
     use crate::corefile::ConfigError;
     use crate::plugin::{Handler, HandlerFuture, PluginEntry, Setup};
     use crate::test_util::config;
@@ -922,7 +985,7 @@ mod tests {
         }
 
         fn serve<'a>(&'a self, _: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
-            Box::pin(async move {
+            HandlerFuture::new(async move {
                 tokio::time::sleep(Duration::from_millis(self.0)).await;
                 Ok(Response::new(Rcode::NOERROR))
             })
@@ -937,7 +1000,7 @@ mod tests {
         }
 
         fn serve<'a>(&'a self, _: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
-            Box::pin(async { panic!("a plugin bug") })
+            HandlerFuture::new(async { panic!("a plugin bug") })
         }
     }
 
@@ -961,7 +1024,7 @@ mod tests {
                 }
             });
             request.follow_with(receiver);
-            Box::pin(async { Ok(Response::new(Rcode::NOERROR)) })
+            HandlerFuture::new(async { Ok(Response::new(Rcode::NOERROR)) })
         }
     }
 

@@ -50,7 +50,7 @@ impl Handler for Fixed {
     }
 
     fn serve<'a>(&'a self, _: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
-        Box::pin(std::future::ready(Ok(self.0.clone())))
+        HandlerFuture::ready(Ok(self.0.clone()))
     }
 }
 
@@ -63,10 +63,7 @@ impl Handler for Failing {
     }
 
     fn serve<'a>(&'a self, _: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
-        Box::pin(std::future::ready(Err(PluginError::new(
-            "failing",
-            "test failure",
-        ))))
+        HandlerFuture::ready(Err(PluginError::new("failing", "test failure")))
     }
 }
 
@@ -104,7 +101,7 @@ pub async fn serve_and_finish(config: &Config, mut request: Request) -> (Respons
     let response = serve_config(config, &mut request)
         .await
         .unwrap_or_else(|_| Response::new(oxidns_proto::Rcode::SERVFAIL));
-    let wire = request.finish(&response);
+    let wire = request.finish(&response, Vec::new());
     (response, wire)
 }
 
@@ -174,4 +171,129 @@ impl tracing::Subscriber for LogCapture {
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Counts the heap allocations made on threads that asked to be counted
+/// ([`allocations_per_udp_query`]). A test binary installs it with
+/// `#[global_allocator] static ALLOCATOR: CountingAllocator = CountingAllocator;`.
+pub struct CountingAllocator;
+
+thread_local! {
+    static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+static ALLOCATIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: every call is passed on to the system allocator unchanged.
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        count_allocation();
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        count_allocation();
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+fn count_allocation() {
+    // `try_with`: the thread-local may be gone while a thread ends.
+    if COUNTED.try_with(std::cell::Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Serves the config `make_config` gives for a free port over UDP on
+/// 127.0.0.1 from a thread of its own (a one-thread runtime, as one worker;
+/// the block must bind 127.0.0.1 at that port), asks it each of
+/// `questions` `warm` times, then each once more, and returns the heap
+/// allocations its thread made per query in that last round. Needs
+/// [`CountingAllocator`] installed; each answer must be to its question
+/// and hold records.
+pub fn allocations_per_udp_query(
+    make_config: impl Fn(u16) -> Config + Send + 'static,
+    questions: &[(&str, Rtype)],
+    warm: usize,
+) -> f64 {
+    use std::sync::atomic::Ordering;
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            // A port free for UDP may be taken for TCP: try a few.
+            let mut started = None;
+            for _ in 0..5 {
+                let port = std::net::UdpSocket::bind("127.0.0.1:0")
+                    .and_then(|socket| socket.local_addr())
+                    .expect("a free port")
+                    .port();
+                match crate::Server::start(make_config(port), crate::Limits::default()).await {
+                    Ok(server) => {
+                        started = Some(server);
+                        break;
+                    }
+                    Err(e) => eprintln!("port {port}: {e}"),
+                }
+            }
+            let server = started.expect("the server starts");
+            addr_tx
+                .send(server.local_addrs()[0])
+                .expect("the test waits");
+            COUNTED.with(|counted| counted.set(true));
+            let _ = stop_rx.await;
+            COUNTED.with(|counted| counted.set(false));
+            drop(server);
+        });
+    });
+    let addr = addr_rx
+        .recv()
+        .expect("the server thread reports its address");
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("a client socket");
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("a timeout");
+    let queries: Vec<(Name, Rtype, Vec<u8>)> = questions
+        .iter()
+        .enumerate()
+        .map(|(id, &(qname, qtype))| {
+            let name = name_from_str(qname).expect("a valid test name");
+            let wire = Query::build(id as u16, &name, qtype, Class::IN, None).to_vec();
+            (name, qtype, wire)
+        })
+        .collect();
+    let ask_all = || {
+        for (name, qtype, wire) in &queries {
+            client.send_to(wire, addr).expect("sent");
+            let mut buf = [0u8; 4096];
+            let len = client.recv(&mut buf).expect("an answer within 5 s");
+            let answer = Response::parse(&buf[..len]).expect("a well-formed answer");
+            let asked = answer.question.as_ref().map(|(n, t, _)| (n, *t));
+            assert_eq!(
+                asked,
+                Some((name, *qtype)),
+                "an answer to the question asked"
+            );
+            assert!(
+                !answer.response.answer.is_empty(),
+                "{name} {qtype} answered"
+            );
+        }
+    };
+    for _ in 0..warm {
+        ask_all();
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    ask_all();
+    let made = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let _ = stop_tx.send(());
+    server.join().expect("the server thread ends");
+    made as f64 / queries.len() as f64
 }

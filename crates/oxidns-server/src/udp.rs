@@ -81,6 +81,9 @@ impl ReceiveBatch {
 /// Responses waiting to go out together.
 pub(crate) struct SendBatch {
     pending: Vec<(Vec<u8>, SocketAddr)>,
+    /// The buffers of sent responses, emptied, for the next answers to be
+    /// written into ([`SendBatch::spare_buffer`]): no allocation per answer.
+    spare: Vec<Vec<u8>>,
     /// Kept between calls: filling 32 fresh headers and addresses for
     /// every call cost more than the answer itself at low rates.
     #[cfg(target_os = "linux")]
@@ -91,15 +94,25 @@ impl Default for SendBatch {
     fn default() -> Self {
         SendBatch {
             pending: Vec::with_capacity(BATCH),
+            spare: Vec::with_capacity(BATCH),
             #[cfg(target_os = "linux")]
             sys: linux::Headers::new(),
         }
     }
 }
 
+/// Buffers larger than this are not kept (a rare large answer's memory goes
+/// back to the allocator).
+const SPARE_CAPACITY: usize = 4096;
+
 impl SendBatch {
     pub(crate) fn push(&mut self, message: Vec<u8>, client: SocketAddr) {
         self.pending.push((message, client));
+    }
+
+    /// An empty buffer to write an answer into: a sent one when there is one.
+    pub(crate) fn spare_buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
     }
 
     /// Sends everything pending. A datagram the kernel refuses (an
@@ -128,7 +141,12 @@ impl SendBatch {
                 }
             }
         }
-        self.pending.clear();
+        for (mut message, _) in self.pending.drain(..) {
+            if self.spare.len() < BATCH && message.capacity() <= SPARE_CAPACITY {
+                message.clear();
+                self.spare.push(message);
+            }
+        }
     }
 }
 

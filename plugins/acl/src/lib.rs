@@ -223,7 +223,7 @@ impl Handler for Acl {
                 Response::new(Rcode::NOERROR)
             }
         };
-        Box::pin(std::future::ready(Ok(response)))
+        HandlerFuture::ready(Ok(response))
     }
 }
 

@@ -238,7 +238,7 @@ async fn block_reaches_the_wire_with_refused_and_the_ede() {
         "192.168.0.2",
     )
     .await;
-    let received = Response::parse(&request.finish(&response)).unwrap();
+    let received = Response::parse(&request.finish(&response, Vec::new())).unwrap();
     assert_eq!(received.response.header_rcode(), Rcode::REFUSED);
     let options = received.edns.unwrap().options;
     assert_eq!(options[0].code, option_code::EXTENDED_ERROR);

@@ -55,7 +55,7 @@ impl Handler for Any {
             Ttl::from_secs(TTL),
             RecordData::Hinfo(hinfo),
         ));
-        Box::pin(std::future::ready(Ok(response)))
+        HandlerFuture::ready(Ok(response))
     }
 }
 

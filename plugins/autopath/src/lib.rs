@@ -199,7 +199,7 @@ impl Handler for AutoPath {
             .map(|l| l.to_string())
             .collect();
         let base = base.join(".");
-        Box::pin(async move {
+        HandlerFuture::new(async move {
             let original = request.qname().clone();
             let mut first_reply = None;
             for (i, suffix) in search.iter().enumerate() {

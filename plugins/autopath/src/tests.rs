@@ -51,7 +51,7 @@ impl Handler for Names {
             }
             None => Response::new(Rcode::NXDOMAIN),
         };
-        Box::pin(std::future::ready(Ok(response)))
+        HandlerFuture::ready(Ok(response))
     }
 }
 
@@ -350,7 +350,7 @@ impl Handler for OnlyUnder {
 
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         if lowercase(request.qname()).ends_with(&self.0) {
-            Box::pin(std::future::ready(Ok(Response::new(Rcode::NXDOMAIN))))
+            HandlerFuture::ready(Ok(Response::new(Rcode::NXDOMAIN)))
         } else {
             next.serve(request)
         }

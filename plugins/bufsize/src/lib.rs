@@ -90,7 +90,7 @@ mod tests {
 
         fn serve<'a>(&'a self, request: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
             self.seen.lock().unwrap().push(request.query.edns.clone());
-            Box::pin(std::future::ready(Ok(request.reply(Rcode::NOERROR))))
+            HandlerFuture::ready(Ok(request.reply(Rcode::NOERROR)))
         }
     }
 
@@ -183,7 +183,7 @@ mod tests {
         let mut req = request_with("example.org", Rtype::A, Class::IN, Some(edns(4096)));
         let response = serve_chain(&chain, &mut req).await.unwrap();
         assert_eq!(req.response_limit(), 512);
-        let wire = req.finish(&response);
+        let wire = req.finish(&response, Vec::new());
         assert!(wire.len() <= 512, "response is {} bytes", wire.len());
         assert_ne!(wire[2] & 0x02, 0, "TC is set");
     }

@@ -149,6 +149,7 @@ impl Hash for Key {
 }
 
 /// A key borrowed from its parts, to look up without building a [`Key`].
+#[derive(Clone, Copy)]
 struct KeyRef<'a> {
     wire: &'a [u8],
     qtype: Rtype,
@@ -156,7 +157,39 @@ struct KeyRef<'a> {
     flags: u8,
 }
 
+/// The DO and CD bits of a key.
+fn key_flags(query: &Query) -> u8 {
+    let mut flags = 0;
+    if query.dnssec_ok() {
+        flags |= DO;
+    }
+    if query.cd {
+        flags |= CD;
+    }
+    flags
+}
+
+/// `name` lower-cased in `buffer` (a name is at most 255 bytes).
+fn lowercase_into<'b>(name: &Name, buffer: &'b mut [u8; 255]) -> &'b [u8] {
+    let wire = name.as_slice();
+    let lower = &mut buffer[..wire.len()];
+    lower.copy_from_slice(wire);
+    lower.make_ascii_lowercase();
+    lower
+}
+
 impl<'a> KeyRef<'a> {
+    /// The key of `query`, its name lower-cased in `buffer`: a lookup
+    /// builds no [`Key`] and allocates nothing.
+    fn of_query(query: &Query, buffer: &'a mut [u8; 255]) -> KeyRef<'a> {
+        KeyRef {
+            wire: lowercase_into(&query.qname, buffer),
+            qtype: query.qtype,
+            qclass: query.qclass,
+            flags: key_flags(query),
+        }
+    }
+
     fn of(key: &'a Key) -> KeyRef<'a> {
         KeyRef {
             wire: key.name.as_slice(),
@@ -187,24 +220,13 @@ impl Equivalent<Key> for KeyRef<'_> {
 
 impl Key {
     fn of(query: &Query) -> Key {
-        let mut flags = 0;
-        if query.dnssec_ok() {
-            flags |= DO;
-        }
-        if query.cd {
-            flags |= CD;
-        }
-        // Most names arrive in lower case: those cost no copy.
-        let name = if query.qname.as_slice().iter().any(u8::is_ascii_uppercase) {
-            oxidns_server::proto::lowercase(&query.qname)
-        } else {
-            query.qname.clone()
-        };
+        // A copy of its own: a slice of the query would keep the whole
+        // received message alive as long as the entry.
         Key {
-            name,
+            name: oxidns_server::proto::lowercase(&query.qname),
             qtype: query.qtype,
             qclass: query.qclass,
-            flags,
+            flags: key_flags(query),
         }
     }
 
@@ -418,6 +440,15 @@ enum Join {
     Wait(watch::Receiver<Option<Shared>>),
 }
 
+/// What [`Inner::fresh_hit`] found when it could not answer.
+struct Lookup {
+    key: Key,
+    /// A stale entry, or none (a miss).
+    entry: Option<Arc<Entry>>,
+    now: Duration,
+    metrics: Arc<ServerMetrics>,
+}
+
 /// How to reach upstream: the chain after us, or an owned one for background work.
 #[derive(Clone, Copy)]
 enum Via<'a> {
@@ -511,7 +542,11 @@ impl Handler for Cache {
         if !self.inner.applies(&request.query) {
             return next.serve(request);
         }
-        Box::pin(self.inner.serve(request, next))
+        // A fresh hit is answered here, without a boxed future.
+        match self.inner.fresh_hit(request, &next) {
+            Ok(response) => HandlerFuture::ready(Ok(response)),
+            Err(lookup) => HandlerFuture::new(self.inner.serve(request, next, lookup)),
+        }
     }
 }
 
@@ -528,38 +563,63 @@ impl Inner {
                 .any(|zone| in_zone(&query.qname, zone))
     }
 
+    /// A fresh entry's answer for `request`; else what the lookup found,
+    /// for [`Inner::serve`].
+    fn fresh_hit(self: &Arc<Self>, request: &Request, next: &Next<'_>) -> Result<Response, Lookup> {
+        let metrics = self.metrics.get(&request.server);
+        metrics.requests.increment(1);
+        let mut lower = [0u8; 255];
+        let key = KeyRef::of_query(&request.query, &mut lower);
+        let now = self.clock.now();
+        let Some(entry) = self.lookup(&key, now) else {
+            metrics.misses.increment(1);
+            return Err(Lookup {
+                key: Key::of(&request.query),
+                entry: None,
+                now,
+                metrics,
+            });
+        };
+        match entry.kind {
+            Kind::Success => metrics.hits_success.increment(1),
+            Kind::Denial => metrics.hits_denial.increment(1),
+        }
+        if !entry.fresh(now) {
+            return Err(Lookup {
+                key: Key::of(&request.query),
+                entry: Some(entry),
+                now,
+                metrics,
+            });
+        }
+        self.maybe_prefetch(request, next, &entry, now, &metrics);
+        let keepttl = self.settings.keepttl;
+        let wire = request
+            .wire_answers
+            .then(|| entry.answer_in_wire_form(now, keepttl))
+            .flatten();
+        let response = wire.unwrap_or_else(|| entry.answer(now, keepttl));
+        Ok(for_client(&request.query, response))
+    }
+
+    /// A miss, or a stale entry ([`Inner::fresh_hit`] found no fresh one).
     async fn serve(
         self: &Arc<Self>,
         request: &mut Request,
         next: Next<'_>,
+        lookup: Lookup,
     ) -> Result<Response, PluginError> {
-        let metrics = self.metrics.get(&request.server);
-        metrics.requests.increment(1);
-        let key = Key::of(&request.query);
-        let now = self.clock.now();
-        let found = self.lookup(&key, now);
-        let result = match found {
-            None => {
-                metrics.misses.increment(1);
-                self.fetch(request, next, &key, &metrics).await
-            }
+        let Lookup {
+            key,
+            entry,
+            now,
+            metrics,
+        } = lookup;
+        let result = match entry {
+            None => self.fetch(request, next, &key, &metrics).await,
             Some(entry) => {
-                match entry.kind {
-                    Kind::Success => metrics.hits_success.increment(1),
-                    Kind::Denial => metrics.hits_denial.increment(1),
-                }
-                if entry.fresh(now) {
-                    self.maybe_prefetch(request, &next, &key, &entry, now, &metrics);
-                    let keepttl = self.settings.keepttl;
-                    let wire = request
-                        .wire_answers
-                        .then(|| entry.answer_in_wire_form(now, keepttl))
-                        .flatten();
-                    Ok(wire.unwrap_or_else(|| entry.answer(now, keepttl)))
-                } else {
-                    self.serve_stale(request, next, &key, entry, now, &metrics)
-                        .await
-                }
+                self.serve_stale(request, next, &key, entry, now, &metrics)
+                    .await
             }
         };
         result.map(|response| for_client(&request.query, response))
@@ -568,7 +628,7 @@ impl Inner {
     /// The entry for `key` that may be served now: fresh, or stale within
     /// the serve_stale bound. An NXDOMAIN for the name covers every type;
     /// when both exist the newer one wins.
-    fn lookup(&self, key: &Key, now: Duration) -> Option<Arc<Entry>> {
+    fn lookup(&self, key: &KeyRef<'_>, now: Duration) -> Option<Arc<Entry>> {
         let usable = |entry: &Arc<Entry>| {
             let bound = self
                 .settings
@@ -590,7 +650,7 @@ impl Inner {
             let any_type = KeyRef {
                 qtype: Rtype::ANY,
                 flags: key.flags | BY_NAME,
-                ..KeyRef::of(key)
+                ..*key
             };
             self.denial.get(&any_type).filter(usable)
         };
@@ -756,7 +816,6 @@ impl Inner {
         self: &Arc<Self>,
         request: &Request,
         next: &Next<'_>,
-        key: &Key,
         entry: &Arc<Entry>,
         now: Duration,
         metrics: &Arc<ServerMetrics>,
@@ -774,7 +833,7 @@ impl Inner {
         if entry.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.spawn_refresh(request, next, key, entry, metrics);
+        self.spawn_refresh(request, next, &Key::of(&request.query), entry, metrics);
         metrics.prefetch.increment(1);
     }
 

@@ -125,7 +125,7 @@ impl Handler for Origin {
     }
 
     fn serve<'a>(&'a self, _: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        HandlerFuture::new(async move {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let gate = self.gate.lock().unwrap().clone();
             if let Some(gate) = gate {
@@ -1095,7 +1095,7 @@ impl Handler for CountingAnswer {
             Ttl::from_secs(300),
             RecordData::A(A::new(self.address)),
         ));
-        Box::pin(std::future::ready(Ok(response)))
+        HandlerFuture::ready(Ok(response))
     }
 }
 

@@ -135,7 +135,7 @@ impl Handler for Chaos {
                 RecordData::Txt(txt),
             ));
         }
-        Box::pin(std::future::ready(Ok(response)))
+        HandlerFuture::ready(Ok(response))
     }
 }
 

@@ -241,7 +241,7 @@ impl Handler for Cookies {
         };
         metrics::counter!("coredns_cookies_requests_total", "server" => request.server.to_string(), "cookie" => kind)
             .increment(1);
-        Box::pin(async move {
+        HandlerFuture::new(async move {
             match verdict {
                 Verdict::Malformed => Ok(Response::new(Rcode::FORMERR)),
                 Verdict::BadCookie(cookie) => {

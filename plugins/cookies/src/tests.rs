@@ -274,7 +274,7 @@ async fn queries_without_a_cookie_are_answered_unchanged() {
 async fn badcookie_reaches_the_wire_as_extended_rcode_23() {
     let corefile = ". {\n cookies {\n  require\n }\n}";
     let (response, request) = serve(corefile, Some(with_cookie(b"clientck")), false).await;
-    let received = Response::parse(&request.finish(&response)).unwrap();
+    let received = Response::parse(&request.finish(&response, Vec::new())).unwrap();
     assert_eq!(received.response.rcode, OptRcode::BADCOOKIE);
 }
 

@@ -284,7 +284,7 @@ impl Handler for Errors {
     }
 
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        HandlerFuture::new(async move {
             let result = next.serve(request).await;
             if let Err(error) = &result {
                 self.shared.report(request, error);

@@ -113,7 +113,7 @@ impl Handler for Forward {
     }
 
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        HandlerFuture::new(async move {
             if !self.matches(&request.query.qname) {
                 return next.serve(request).await;
             }

@@ -359,7 +359,7 @@ impl Handler for Hosts {
 
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         match self.answer(request) {
-            Some(response) => Box::pin(std::future::ready(Ok(response))),
+            Some(response) => HandlerFuture::ready(Ok(response)),
             None => next.serve(request),
         }
     }

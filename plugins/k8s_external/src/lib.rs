@@ -99,7 +99,7 @@ impl Handler for External {
         match (zone, self.clusters.get()) {
             (Some(zone), Some(cluster)) => {
                 let response = self.answer(request, &qname, zone, cluster);
-                Box::pin(std::future::ready(Ok(response)))
+                HandlerFuture::ready(Ok(response))
             }
             _ => next.serve(request),
         }

@@ -40,7 +40,7 @@ impl Handler for Kubernetes {
 
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         match self.answer(request) {
-            Some(response) => Box::pin(std::future::ready(Ok(response))),
+            Some(response) => HandlerFuture::ready(Ok(response)),
             None => next.serve(request),
         }
     }

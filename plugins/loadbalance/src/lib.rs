@@ -174,7 +174,7 @@ impl Handler for LoadBalance {
     }
 
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        HandlerFuture::new(async move {
             let mut response = next.serve(request).await?;
             let qtype = request.qtype();
             if response.rcode == OptRcode::NOERROR && qtype != Rtype::AXFR && qtype != Rtype::IXFR {

@@ -205,7 +205,7 @@ impl Handler for Local {
                 request.client.ip()
             );
             let response = self.answer_localhost(request);
-            return Box::pin(std::future::ready(Ok(response)));
+            return HandlerFuture::ready(Ok(response));
         }
         let found = self.zones.iter().find_map(|(zone, kind)| {
             // The apex as the question spells it, for the owner of its SOA.
@@ -218,7 +218,7 @@ impl Handler for Local {
             return next.serve(request);
         };
         let response = self.answer_in_zone(request, zone, kind);
-        Box::pin(std::future::ready(Ok(response)))
+        HandlerFuture::ready(Ok(response))
     }
 }
 

@@ -815,7 +815,7 @@ mod tests {
         let response = serve_chain(&chain, &mut req)
             .await
             .unwrap_or_else(|_| Response::new(Rcode::SERVFAIL));
-        req.finish(&response);
+        req.finish(&response, Vec::new());
         capture.lines()
     }
 

@@ -259,10 +259,10 @@ impl Handler for Loop {
                     .unwrap_or_else(|e| e.into_inner()) = Some(message.clone());
                 (self.halt)(&message);
                 // Still here (a test's halt): end the loop with SERVFAIL.
-                return Box::pin(std::future::ready(Err(PluginError::new(
+                return HandlerFuture::ready(Err(PluginError::new(
                     "loop",
                     "forwarding loop detected",
-                ))));
+                )));
             }
         }
         next.serve(request)

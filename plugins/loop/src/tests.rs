@@ -76,7 +76,7 @@ impl Handler for Bounce {
     }
 
     fn serve<'a>(&'a self, request: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        HandlerFuture::new(async move {
             let again = self
                 .times
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
@@ -380,7 +380,7 @@ impl Handler for ForwardToSelf {
     }
 
     fn serve<'a>(&'a self, request: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        HandlerFuture::new(async move {
             let fail = |e: io::Error| PluginError::new("selfforward", e.to_string());
             let target = SocketAddr::from(([127, 0, 0, 1], request.local.port()));
             let socket = UdpSocket::bind("127.0.0.1:0").await.map_err(fail)?;

@@ -75,7 +75,7 @@ impl Handler for Nsid {
         if !requested {
             return next.serve(request);
         }
-        Box::pin(async move {
+        HandlerFuture::new(async move {
             let mut response = next.serve(request).await?;
             self.stamp(&mut response);
             Ok(response)
@@ -242,7 +242,7 @@ mod tests {
             Some(edns(vec![nsid_request()])),
         );
         let response = serve_chain(&chain, &mut req).await.unwrap();
-        let received = Response::parse(&req.finish(&response)).unwrap();
+        let received = Response::parse(&req.finish(&response, Vec::new())).unwrap();
         assert_eq!(
             received.edns.unwrap().options,
             [option(option_code::NSID, b"ps0")]

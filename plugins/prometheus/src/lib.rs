@@ -340,7 +340,7 @@ mod tests {
             let response = oxidns_server::test_util::serve_chain(&chain, &mut req)
                 .await
                 .unwrap();
-            let _ = req.finish(&response);
+            let _ = req.finish(&response, Vec::new());
         }
         let srv = |key: &LabelKey| key.type_index == type_index(Rtype::SRV);
         assert_eq!(
@@ -363,7 +363,7 @@ mod tests {
         let response = oxidns_server::test_util::serve_chain(&chain, &mut req)
             .await
             .unwrap();
-        let _ = req.finish(&response);
+        let _ = req.finish(&response, Vec::new());
         let text = render();
         assert!(
             text.contains(r#"coredns_dns_requests_total{server="dns://:53",zone=".",view="",proto="udp",family="1",type="MX"} 1"#),

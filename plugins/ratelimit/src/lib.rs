@@ -287,7 +287,7 @@ impl Handler for RateLimit {
     }
 
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
-        Box::pin(async move {
+        HandlerFuture::new(async move {
             let result = next.serve(request).await;
             // Checked after the chain: `cookies` runs after us and marks
             // the request on its way in.

@@ -891,7 +891,7 @@ fn notified(slot: &Slot, request: &Request) -> Response {
 }
 
 fn ready(response: Response) -> HandlerFuture<'static> {
-    Box::pin(std::future::ready(Ok(response)))
+    HandlerFuture::ready(Ok(response))
 }
 
 impl Lifecycle for Secondary {

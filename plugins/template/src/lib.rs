@@ -507,9 +507,9 @@ impl Handler for TemplateHandler {
 
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
         match self.answer(request) {
-            Ok(Some(response)) => Box::pin(std::future::ready(Ok(response))),
+            Ok(Some(response)) => HandlerFuture::ready(Ok(response)),
             Ok(None) => next.serve(request),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
+            Err(e) => HandlerFuture::ready(Err(e)),
         }
     }
 }

@@ -308,7 +308,7 @@ impl Handler for Transfer {
         }
         let (sender, mut receiver) = mpsc::channel(2);
         tokio::spawn(produce(zone, current_soa, plan, sender, client));
-        Box::pin(async move {
+        HandlerFuture::new(async move {
             let first = receiver.recv().await.unwrap_or_else(|| {
                 let mut response = Response::new(Rcode::NOERROR);
                 response.authoritative = true;
@@ -321,7 +321,7 @@ impl Handler for Transfer {
 }
 
 fn ready(response: Response) -> HandlerFuture<'static> {
-    Box::pin(std::future::ready(Ok(response)))
+    HandlerFuture::ready(Ok(response))
 }
 
 /// What a transfer sends.

@@ -232,7 +232,7 @@ fn refuse(request: &mut Request, record: TsigRecord, code: u16) -> HandlerFuture
 }
 
 fn ready(response: Response) -> HandlerFuture<'static> {
-    Box::pin(std::future::ready(Ok(response)))
+    HandlerFuture::ready(Ok(response))
 }
 
 /// Signs each message of an answer with the request's key.

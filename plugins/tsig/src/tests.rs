@@ -24,7 +24,7 @@ impl Handler for Answer {
     fn serve<'a>(&'a self, _: &'a mut Request, _: Next<'a>) -> HandlerFuture<'a> {
         let mut response = Response::new(Rcode::NOERROR);
         response.authoritative = true;
-        Box::pin(std::future::ready(Ok(response)))
+        HandlerFuture::ready(Ok(response))
     }
 }
 
@@ -56,7 +56,7 @@ impl Handler for Big {
                 ),
             ));
         }
-        Box::pin(std::future::ready(Ok(response)))
+        HandlerFuture::ready(Ok(response))
     }
 }
 

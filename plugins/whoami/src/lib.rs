@@ -58,7 +58,7 @@ impl Handler for Whoami {
                 RecordData::Srv(srv),
             ));
         }
-        Box::pin(std::future::ready(Ok(response)))
+        HandlerFuture::ready(Ok(response))
     }
 }
 
