@@ -36,7 +36,7 @@ use crate::config::{Block, Config, ListenerSpec, ZoneRouter};
 use crate::corefile::{ConfigError, Directive};
 use crate::future_slot::FutureSlot;
 use crate::plugin::{FollowUps, Next, Request, Transport};
-use crate::udp::{ReceiveBatch, SendBatch};
+use crate::udp::{BATCH, ReceiveBatch, SendBatch};
 
 /// Bounds on what clients can make the server hold.
 #[derive(Clone, Debug)]
@@ -715,6 +715,15 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Below capacity (a batch that emptied the socket's queue), answers go
+/// out at least this often, so that the first answers of a batch need not
+/// wait for the last ones: held for whole batches, the median latency at
+/// 100,000 q/s was 0.077 ms against Knot's 0.057 (0.062 sent every 8;
+/// bench/README.md). A full batch means queries are queueing anyway: it
+/// is answered with one system call, as sending in eights cost 3–7% more
+/// CPU per query at capacity.
+const SEND_EVERY: usize = 8;
+
 async fn serve_udp(
     socket: Arc<UdpSocket>,
     listener: Arc<Listener>,
@@ -754,6 +763,9 @@ async fn serve_udp(
                 Ok(response) => {
                     if let Some(response) = response {
                         replies.push(response, client);
+                        if count < BATCH && replies.len() >= SEND_EVERY {
+                            replies.flush(&socket).await;
+                        }
                     }
                     continue;
                 }

@@ -110,6 +110,11 @@ impl SendBatch {
         self.pending.push((message, client));
     }
 
+    /// Responses waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// An empty buffer to write an answer into: a sent one when there is one.
     pub(crate) fn spare_buffer(&mut self) -> Vec<u8> {
         self.spare.pop().unwrap_or_default()
