@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use oxidns_proto::{Class, Edns, Name, Opcode, OptRcode, Query, ReceivedResponse, Response, Rtype};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::rtt::{MAX_TIMEOUT, RttEstimator};
@@ -380,12 +380,21 @@ impl Upstream {
             // The buffer is taken only once a datagram is there: a query that
             // waits holds no 64 KiB of it (a flood of queries to a silent
             // upstream must not grow the server by that much per query).
-            if tokio::time::timeout_at(deadline, socket.readable())
-                .await
-                .is_err()
-            {
+            let waited = tokio::time::timeout_at(
+                deadline,
+                socket.ready(Interest::READABLE | Interest::ERROR),
+            );
+            let Ok(ready) = waited.await else {
                 self.inner.rtt.timed_out();
                 return Err(ExchangeError::Timeout);
+            };
+            // A refusal (ICMP port unreachable) shows as an error on the
+            // socket, never as readable: unseen, every try to a stopped
+            // upstream waited out its whole timeout.
+            if ready?.is_error()
+                && let Some(e) = socket.take_error()?
+            {
+                return Err(e.into());
             }
             let mut buf = Vec::with_capacity(65535);
             let (len, from) = match socket.try_recv_buf_from(&mut buf) {
