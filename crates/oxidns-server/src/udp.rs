@@ -1,5 +1,6 @@
 //! UDP datagrams in batches: `recvmmsg` and `sendmmsg` on Linux, one
-//! datagram per system call elsewhere.
+//! datagram per system call elsewhere, on a blocking socket that a thread
+//! of its own reads (see `serve_udp` in server.rs).
 //!
 //! Why our own code: one `recvfrom` and one `sendto` per query was the
 //! largest item of the server's CPU under load (bench/README.md); a batch
@@ -8,10 +9,7 @@
 //! wrappers (nix) build their headers anew for every call.
 
 use std::io;
-use std::net::SocketAddr;
-
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 
 /// Datagrams moved by one system call at most.
 pub(crate) const BATCH: usize = 32;
@@ -44,27 +42,19 @@ impl ReceiveBatch {
         batch
     }
 
-    /// Waits until datagrams are waiting, then takes up to [`BATCH`] of them.
-    pub(crate) async fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        loop {
-            socket.readable().await?;
-            match socket.try_io(Interest::READABLE, || self.receive_now(socket)) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return other,
-            }
-        }
-    }
-
+    /// Blocks until a datagram is waiting (or the socket's read timeout
+    /// passes), then takes up to [`BATCH`] of those waiting. None after the
+    /// socket is shut down.
     #[cfg(target_os = "linux")]
-    fn receive_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.received.clear();
         self.sys.receive(socket, MAX_DATAGRAM, &mut self.received)
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn receive_now(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.received.clear();
-        let (len, client) = socket.try_recv_from(&mut self.buffers[..MAX_DATAGRAM])?;
+        let (len, client) = socket.recv_from(&mut self.buffers[..MAX_DATAGRAM])?;
         self.received.push((len, Some(client)));
         Ok(1)
     }
@@ -120,26 +110,22 @@ impl SendBatch {
         self.spare.pop().unwrap_or_default()
     }
 
-    /// Sends everything pending. A datagram the kernel refuses (an
-    /// unreachable address) is dropped and the rest still go out.
-    pub(crate) async fn flush(&mut self, socket: &UdpSocket) {
+    /// Sends everything pending, waiting for room in the socket's send
+    /// buffer if it is full. A datagram the kernel refuses (an unreachable
+    /// address) is dropped and the rest still go out; after the socket is
+    /// shut down, nothing more is tried.
+    pub(crate) fn flush(&mut self, socket: &UdpSocket) {
         let mut start = 0;
         while start < self.pending.len() {
             let batch = &self.pending[start..self.pending.len().min(start + BATCH)];
             #[cfg(target_os = "linux")]
-            let sys = &mut self.sys;
-            #[cfg(target_os = "linux")]
-            let send_now = || sys.send(socket, batch);
+            let sent = self.sys.send(socket, batch);
             #[cfg(not(target_os = "linux"))]
-            let send_now = || send_one(socket, batch);
-            match socket.try_io(Interest::WRITABLE, send_now) {
+            let sent = send_one(socket, batch);
+            match sent {
                 Ok(sent) => start += sent.max(1),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // The send buffer is full: wait for room (bounded by what we hold).
-                    if socket.writable().await.is_err() {
-                        break;
-                    }
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
                 Err(e) => {
                     tracing::debug!("udp send to {}: {e}", self.pending[start].1);
                     start += 1;
@@ -158,17 +144,30 @@ impl SendBatch {
 #[cfg(not(target_os = "linux"))]
 fn send_one(socket: &UdpSocket, batch: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
     let (message, client) = &batch[0];
-    socket.try_send_to(message, *client).map(|_| 1)
+    socket.send_to(message, *client).map(|_| 1)
+}
+
+/// Sends one datagram without blocking (`WouldBlock` when the send buffer
+/// is full), for answers finished on the runtime, away from the socket's
+/// thread.
+pub(crate) fn send_now(socket: &UdpSocket, message: &[u8], client: SocketAddr) -> io::Result<()> {
+    #[cfg(unix)]
+    let sent = socket2::SockRef::from(socket).send_to_with_flags(
+        message,
+        &client.into(),
+        libc::MSG_DONTWAIT,
+    );
+    #[cfg(not(unix))]
+    let sent = socket.send_to(message, client);
+    sent.map(|_| ())
 }
 
 #[cfg(target_os = "linux")]
 mod linux {
     use std::io;
     use std::mem::{size_of, zeroed};
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
     use std::os::fd::AsRawFd;
-
-    use tokio::net::UdpSocket;
 
     use super::BATCH;
 
@@ -213,7 +212,8 @@ mod linux {
             }
         }
 
-        /// Receives up to [`BATCH`] datagrams into the prepared buffers.
+        /// Receives up to [`BATCH`] datagrams into the prepared buffers,
+        /// blocking for the first (`MSG_WAITFORONE`).
         pub(super) fn receive(
             &mut self,
             socket: &UdpSocket,
@@ -228,7 +228,7 @@ mod linux {
                     socket.as_raw_fd(),
                     self.headers.as_mut_ptr(),
                     BATCH as u32,
-                    libc::MSG_DONTWAIT,
+                    libc::MSG_WAITFORONE,
                     std::ptr::null_mut(),
                 )
             };
@@ -247,8 +247,9 @@ mod linux {
             Ok(count)
         }
 
-        /// Sends the first [`BATCH`] of `batch` in one `sendmmsg`; returns
-        /// how many went out. Only the headers used are filled.
+        /// Sends the first [`BATCH`] of `batch` in one `sendmmsg` (blocking
+        /// while the send buffer is full); returns how many went out. Only
+        /// the headers used are filled.
         pub(super) fn send(
             &mut self,
             socket: &UdpSocket,
@@ -277,7 +278,7 @@ mod linux {
                     socket.as_raw_fd(),
                     self.headers.as_mut_ptr(),
                     count as u32,
-                    libc::MSG_DONTWAIT,
+                    0,
                 )
             };
             if sent < 0 {
@@ -346,22 +347,26 @@ mod linux {
 mod tests {
     use super::*;
 
-    async fn bound() -> UdpSocket {
-        UdpSocket::bind("127.0.0.1:0").await.unwrap()
+    fn bound() -> UdpSocket {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        socket
     }
 
-    #[tokio::test]
-    async fn a_batch_receives_every_waiting_datagram_with_its_sender() {
-        let server = bound().await;
-        let client = bound().await;
+    #[test]
+    fn a_batch_receives_every_waiting_datagram_with_its_sender() {
+        let server = bound();
+        let client = bound();
         let to = server.local_addr().unwrap();
         for i in 0..5u8 {
-            client.send_to(&[i; 3], to).await.unwrap();
+            client.send_to(&[i; 3], to).unwrap();
         }
         let mut batch = ReceiveBatch::new();
         let mut seen = Vec::new();
         while seen.len() < 5 {
-            let count = batch.receive(&server).await.unwrap();
+            let count = batch.receive(&server).unwrap();
             for i in 0..count {
                 let (data, from) = batch.datagram(i);
                 assert_eq!(from, Some(client.local_addr().unwrap()));
@@ -372,41 +377,42 @@ mod tests {
         assert_eq!(seen, expected);
     }
 
-    #[tokio::test]
-    async fn more_than_a_batch_is_sent_in_order_to_each_client() {
-        let server = bound().await;
-        let a = bound().await;
-        let b = bound().await;
+    #[test]
+    fn more_than_a_batch_is_sent_in_order_to_each_client() {
+        let server = bound();
+        let a = bound();
+        let b = bound();
         let mut replies = SendBatch::default();
         let total = BATCH + 7;
         for i in 0..total {
             let to = if i % 2 == 0 { &a } else { &b };
             replies.push(vec![i as u8], to.local_addr().unwrap());
         }
-        replies.flush(&server).await;
+        replies.flush(&server);
         assert!(replies.pending.is_empty());
         let mut buf = [0u8; 16];
         for (socket, parity) in [(&a, 0), (&b, 1)] {
             for i in (0..total).filter(|i| i % 2 == parity) {
-                let (len, from) = socket.recv_from(&mut buf).await.unwrap();
+                let (len, from) = socket.recv_from(&mut buf).unwrap();
                 assert_eq!(from, server.local_addr().unwrap());
                 assert_eq!(&buf[..len], &[i as u8]);
             }
         }
     }
 
-    #[tokio::test]
-    async fn ipv6_senders_are_read_back() {
-        let Ok(server) = UdpSocket::bind("[::1]:0").await else {
+    #[test]
+    fn ipv6_senders_are_read_back() {
+        let Ok(server) = UdpSocket::bind("[::1]:0") else {
             return; // no IPv6 loopback here
         };
-        let client = UdpSocket::bind("[::1]:0").await.unwrap();
-        client
-            .send_to(b"v6", server.local_addr().unwrap())
-            .await
-            .unwrap();
+        let client = UdpSocket::bind("[::1]:0").unwrap();
+        for socket in [&server, &client] {
+            let bound = Some(std::time::Duration::from_secs(5));
+            socket.set_read_timeout(bound).unwrap();
+        }
+        client.send_to(b"v6", server.local_addr().unwrap()).unwrap();
         let mut batch = ReceiveBatch::new();
-        let count = batch.receive(&server).await.unwrap();
+        let count = batch.receive(&server).unwrap();
         assert_eq!(count, 1);
         assert_eq!(
             batch.datagram(0),
@@ -415,9 +421,9 @@ mod tests {
         // And answered through a send batch.
         let mut replies = SendBatch::default();
         replies.push(b"back".to_vec(), client.local_addr().unwrap());
-        replies.flush(&server).await;
+        replies.flush(&server);
         let mut buf = [0u8; 8];
-        let (len, from) = client.recv_from(&mut buf).await.unwrap();
+        let (len, from) = client.recv_from(&mut buf).unwrap();
         assert_eq!(
             (&buf[..len], from),
             (&b"back"[..], server.local_addr().unwrap())

@@ -135,7 +135,7 @@ async fn serve(loaded: Loaded, cli: &Cli) -> ExitCode {
         }
     };
     let limits = Limits {
-        // One socket per worker, so that workers receive side by side.
+        // One UDP socket, read by a thread of its own, per worker.
         udp_sockets: tokio::runtime::Handle::current().metrics().num_workers(),
         ..Limits::default()
     };
