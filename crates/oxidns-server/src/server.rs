@@ -63,6 +63,9 @@ pub struct Limits {
     /// them by a hash of their address (as Knot and NSD do). SO_REUSEPORT lets only processes of the same user share
     /// the port.
     pub udp_sockets: usize,
+    /// Pins the thread of the `i`th UDP socket of each address to the `i`th
+    /// CPU the process may run on (Linux; `-pin`).
+    pub pin_udp_threads: bool,
 }
 
 impl Default for Limits {
@@ -76,6 +79,7 @@ impl Default for Limits {
             tcp_read_timeout: Duration::from_secs(5),
             tcp_write_timeout: Duration::from_secs(10),
             udp_sockets: 1,
+            pin_udp_threads: false,
         }
     }
 }
@@ -155,6 +159,7 @@ impl Limits {
             tcp_read_timeout: settings.tcp_read_timeout.unwrap_or(self.tcp_read_timeout),
             tcp_write_timeout: settings.tcp_write_timeout.unwrap_or(self.tcp_write_timeout),
             udp_sockets: self.udp_sockets,
+            pin_udp_threads: self.pin_udp_threads,
         }
     }
 }
@@ -468,8 +473,10 @@ impl Server {
             self.limits.with(&spec.limits),
         ));
         let stop = self.cancel.child_token();
-        for socket in udp {
-            serve_udp(socket, listener.clone(), stop.clone(), self.tracker.clone())?;
+        for (index, socket) in udp.into_iter().enumerate() {
+            let pin = self.limits.pin_udp_threads.then_some(index);
+            let tracker = self.tracker.clone();
+            serve_udp(socket, listener.clone(), stop.clone(), tracker, pin)?;
         }
         self.tracker.spawn(serve_tcp(
             tcp,
@@ -733,12 +740,14 @@ const SEND_EVERY: usize = 8;
 /// half of the server's user-space instructions; bench/README.md).
 /// Answers that wait (an upstream, a slow plugin) go on as runtime tasks
 /// and send by themselves. The thread ends when `stop` is cancelled or the
-/// runtime goes away; the tracker's task waits for it.
+/// runtime goes away; the tracker's task waits for it. `pin`: the index of
+/// the CPU (among those allowed) to keep the thread on.
 fn serve_udp(
     socket: UdpSocket,
     listener: Arc<Listener>,
     stop: CancellationToken,
     tracker: TaskTracker,
+    pin: Option<usize>,
 ) -> io::Result<()> {
     let socket = Arc::new(socket);
     let stopping = Arc::new(AtomicBool::new(false));
@@ -753,6 +762,11 @@ fn serve_udp(
     std::thread::Builder::new()
         .name("oxidns-udp".into())
         .spawn(move || {
+            if let Some(index) = pin
+                && let Err(e) = pin_thread(index)
+            {
+                tracing::warn!("cannot pin the UDP thread to a CPU: {e}");
+            }
             // Plugins spawn tasks and make timers as on the runtime's own threads.
             let _runtime = runtime.enter();
             worker.run();
@@ -769,6 +783,38 @@ fn serve_udp(
         let _ = finished.await;
     });
     Ok(())
+}
+
+/// Keeps the calling thread on the `index`th CPU (wrapping around) of those
+/// it may run on; returns that CPU.
+#[cfg(target_os = "linux")]
+fn pin_thread(index: usize) -> io::Result<usize> {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: cpu_set_t is plain data, zero is an empty set, and both calls
+    // are given its size.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &allowed))
+            .collect();
+        let Some(&cpu) = cpus.get(index % cpus.len().max(1)) else {
+            return Err(io::Error::other("no CPU allowed"));
+        };
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        if libc::sched_setaffinity(0, size, &one) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(cpu)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_thread(_: usize) -> io::Result<usize> {
+    Err(io::Error::other("pinning threads is done on Linux only"))
 }
 
 /// Stops a UDP socket's thread: now, or when dropped with the runtime.
@@ -1060,6 +1106,37 @@ async fn serve_tcp_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_pinned_thread_runs_on_one_allowed_cpu_only() {
+        fn allowed() -> Vec<usize> {
+            // SAFETY: as in pin_thread.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                assert_eq!(
+                    libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+                    0
+                );
+                (0..libc::CPU_SETSIZE as usize)
+                    .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+                    .collect()
+            }
+        }
+        let before = allowed();
+        for index in [0, 1, before.len()] {
+            let (cpu, after) = std::thread::spawn(move || (pin_thread(index).unwrap(), allowed()))
+                .join()
+                .unwrap();
+            assert_eq!(after, vec![cpu], "pinned to one CPU");
+            assert_eq!(
+                cpu,
+                before[index % before.len()],
+                "the index-th allowed CPU"
+            );
+        }
+        assert_eq!(allowed(), before, "other threads keep their CPUs");
+    }
 
     #[test]
     fn query_bytes_keep_every_size_of_query_whole() {

@@ -12,6 +12,7 @@ pub const USAGE: &str = "Usage of oxidns:
   -quiet            do not print the start-up banner
   -version          show the version and exit
   -workers N        threads answering queries, each with its own UDP socket per address (default: one per CPU)
+  -pin              keep each UDP socket's thread on a CPU of its own (Linux)
   -check            check the configuration: print file:line: reason for each problem, exit 1 if any";
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub struct Cli {
     pub help: bool,
     /// Runtime worker threads; 0 means one per CPU.
     pub workers: usize,
+    /// Pin the UDP threads to CPUs.
+    pub pin: bool,
 }
 
 impl Cli {
@@ -68,6 +71,7 @@ impl Cli {
                 "pidfile" => cli.pidfile = Some(PathBuf::from(value(name)?)),
                 "plugins" => cli.plugins = boolean(name, inline.as_deref())?,
                 "quiet" => cli.quiet = boolean(name, inline.as_deref())?,
+                "pin" => cli.pin = boolean(name, inline.as_deref())?,
                 "version" => cli.version = boolean(name, inline.as_deref())?,
                 "check" => cli.check = boolean(name, inline.as_deref())?,
                 "h" | "help" => cli.help = true,
@@ -117,6 +121,13 @@ mod tests {
         assert_eq!(cli.dns_port, 53);
         assert_eq!(cli.conf, None);
         assert_eq!(cli.workers, 0, "one worker per CPU");
+    }
+
+    #[test]
+    fn pin_is_a_boolean_flag() {
+        assert!(parse(&["-pin"]).unwrap().pin);
+        assert!(!parse(&["-pin=false"]).unwrap().pin);
+        assert!(!parse(&[]).unwrap().pin);
     }
 
     #[test]

@@ -137,6 +137,7 @@ async fn serve(loaded: Loaded, cli: &Cli) -> ExitCode {
     let limits = Limits {
         // One UDP socket, read by a thread of its own, per worker.
         udp_sockets: tokio::runtime::Handle::current().metrics().num_workers(),
+        pin_udp_threads: cli.pin,
         ..Limits::default()
     };
     let mut server = match Server::start(config, limits).await {
