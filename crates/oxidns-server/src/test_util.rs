@@ -173,14 +173,18 @@ impl tracing::Subscriber for LogCapture {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
-/// Counts the heap allocations made on threads that asked to be counted
-/// ([`allocations_per_udp_query`]). A test binary installs it with
+/// Counts the heap allocations of every thread but the asking one while
+/// [`allocations_per_udp_query`] measures: the server's runtime and the
+/// thread of its UDP socket, wherever the work runs. A test binary (one
+/// test in it) installs it with
 /// `#[global_allocator] static ALLOCATOR: CountingAllocator = CountingAllocator;`.
 pub struct CountingAllocator;
 
 thread_local! {
-    static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The asking thread: its own allocations are not the server's.
+    static ASKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static ALLOCATIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 // SAFETY: every call is passed on to the system allocator unchanged.
@@ -201,24 +205,20 @@ unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
 }
 
 fn count_allocation() {
+    use std::sync::atomic::Ordering;
     // `try_with`: the thread-local may be gone while a thread ends.
-    if COUNTED.try_with(std::cell::Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if COUNTING.load(Ordering::Relaxed) && !ASKING.try_with(std::cell::Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// Serves the config `make_config` gives for a free port over UDP on
-/// 127.0.0.1 from a thread of its own (a one-thread runtime, as one worker;
-/// the block must bind 127.0.0.1 at that port), asks it each of
-/// `questions` `warm` times, then each once more, and returns the heap
-/// allocations its thread made per query in that last round. Needs
-/// [`CountingAllocator`] installed; each answer must be to its question
-/// and hold records.
-pub fn allocations_per_udp_query(
-    make_config: impl Fn(u16) -> Config + Send + 'static,
-    questions: &[(&str, Rtype)],
-    warm: usize,
-) -> f64 {
+/// Serves `config` (one block, on 127.0.0.1 port 0: a port free for UDP and
+/// TCP is picked) from a thread of its own (a one-thread runtime, as one
+/// worker), asks it each of `questions` `warm` times, then each once more,
+/// and returns the heap allocations its thread made per query in that last
+/// round, on whatever thread. Needs [`CountingAllocator`] installed; each
+/// answer must be to its question and hold records.
+pub fn allocations_per_udp_query(config: Config, questions: &[(&str, Rtype)], warm: usize) -> f64 {
     use std::sync::atomic::Ordering;
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -228,28 +228,13 @@ pub fn allocations_per_udp_query(
             .build()
             .expect("a runtime");
         runtime.block_on(async move {
-            // A port free for UDP may be taken for TCP: try a few.
-            let mut started = None;
-            for _ in 0..5 {
-                let port = std::net::UdpSocket::bind("127.0.0.1:0")
-                    .and_then(|socket| socket.local_addr())
-                    .expect("a free port")
-                    .port();
-                match crate::Server::start(make_config(port), crate::Limits::default()).await {
-                    Ok(server) => {
-                        started = Some(server);
-                        break;
-                    }
-                    Err(e) => eprintln!("port {port}: {e}"),
-                }
-            }
-            let server = started.expect("the server starts");
+            let server = crate::Server::start(config, crate::Limits::default())
+                .await
+                .expect("the server starts");
             addr_tx
                 .send(server.local_addrs()[0])
                 .expect("the test waits");
-            COUNTED.with(|counted| counted.set(true));
             let _ = stop_rx.await;
-            COUNTED.with(|counted| counted.set(false));
             drop(server);
         });
     });
@@ -290,9 +275,13 @@ pub fn allocations_per_udp_query(
     for _ in 0..warm {
         ask_all();
     }
+    ASKING.with(|asking| asking.set(true));
     let before = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
     ask_all();
+    COUNTING.store(false, Ordering::Relaxed);
     let made = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    ASKING.with(|asking| asking.set(false));
     let _ = stop_tx.send(());
     server.join().expect("the server thread ends");
     made as f64 / queries.len() as f64

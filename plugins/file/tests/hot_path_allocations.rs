@@ -21,12 +21,12 @@ fn zone_answers_allocate_only_the_query_copy() {
          alias CNAME www\n@ MX 10 mail\nmail A 192.0.2.25\n",
     )
     .unwrap();
-    let path = zone.display().to_string();
-    let make_config = move |port| {
-        let corefile = format!("example.org:{port} {{\n bind 127.0.0.1\n file {path}\n}}\n");
-        let plugins = [oxidns_plugin_bind::PLUGIN, oxidns_plugin_file::PLUGIN];
-        config(&corefile, &plugins).unwrap_or_else(|e| panic!("{}", e[0]))
-    };
+    let corefile = format!(
+        "example.org:0 {{\n bind 127.0.0.1\n file {}\n}}\n",
+        zone.display()
+    );
+    let plugins = [oxidns_plugin_bind::PLUGIN, oxidns_plugin_file::PLUGIN];
+    let config = config(&corefile, &plugins).unwrap_or_else(|e| panic!("{}", e[0]));
     let questions = [
         ("www.example.org", Rtype::A),
         ("WWW.Example.ORG", Rtype::AAAA),
@@ -34,7 +34,7 @@ fn zone_answers_allocate_only_the_query_copy() {
         ("example.org", Rtype::MX),
         ("example.org", Rtype::NS),
     ];
-    let per_query = allocations_per_udp_query(make_config, &questions, 3);
+    let per_query = allocations_per_udp_query(config, &questions, 3);
     std::fs::remove_dir_all(&dir).ok();
     // The received message is copied once into the `Bytes` the request owns
     // (plugins may keep parts of it); nothing else.
