@@ -67,6 +67,18 @@ pub fn lowercase(name: &Name) -> Name {
     name.to_canonical_name()
 }
 
+/// The wire form of `name` lower-cased at the start of `buffer` (at least
+/// as long as the name: 255 bytes hold any), for per-query lookups that
+/// must not allocate. Length octets are below 64, so folding the case of
+/// the whole wire form leaves them alone.
+pub fn lowercase_into<'b>(name: &Name, buffer: &'b mut [u8]) -> &'b [u8] {
+    let wire = name.as_slice();
+    let lower = &mut buffer[..wire.len()];
+    lower.copy_from_slice(wire);
+    lower.make_ascii_lowercase();
+    lower
+}
+
 /// Whether `name` is `zone` or a name below it, without regard to case
 /// (RFC 4343). Compares the wire forms from the end in one pass; the
 /// name type's own `ends_with` walks the labels, which showed in profiles

@@ -38,12 +38,9 @@ impl<V> ZoneMap<V> {
     /// The value of the longest zone that is `name` or holds it, with the
     /// zone's wire form.
     pub fn longest_match(&self, name: &Name) -> Option<(&[u8], &V)> {
-        // Lower-cased on the stack: this runs for every query. Length octets
-        // are below 64, so lower-casing the whole wire form never changes them.
+        // Lower-cased on the stack: this runs for every query.
         let mut buffer = [0u8; 255];
-        let wire = &mut buffer[..name.as_slice().len()];
-        wire.copy_from_slice(name.as_slice());
-        wire.make_ascii_lowercase();
+        let wire = crate::lowercase_into(name, &mut buffer);
         let mut pos = 0;
         loop {
             let suffix = &wire[pos..];

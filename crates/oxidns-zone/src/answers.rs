@@ -70,14 +70,8 @@ struct Key {
 
 impl Key {
     fn new(qname: &Name, qtype: Rtype, dnssec_ok: bool) -> Key {
-        let name = qname.as_slice();
         let mut bytes = [0u8; MAX_KEY_LEN];
-        // Length octets are below 64, so folding the case of the whole wire
-        // form leaves them alone.
-        for (to, from) in bytes.iter_mut().zip(name) {
-            *to = from.to_ascii_lowercase();
-        }
-        let mut len = name.len();
+        let mut len = oxidns_proto::lowercase_into(qname, &mut bytes).len();
         bytes[len..len + 2].copy_from_slice(&qtype.to_int().to_be_bytes());
         len += 2;
         bytes[len] = u8::from(dnssec_ok);

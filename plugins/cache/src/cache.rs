@@ -169,21 +169,12 @@ fn key_flags(query: &Query) -> u8 {
     flags
 }
 
-/// `name` lower-cased in `buffer` (a name is at most 255 bytes).
-fn lowercase_into<'b>(name: &Name, buffer: &'b mut [u8; 255]) -> &'b [u8] {
-    let wire = name.as_slice();
-    let lower = &mut buffer[..wire.len()];
-    lower.copy_from_slice(wire);
-    lower.make_ascii_lowercase();
-    lower
-}
-
 impl<'a> KeyRef<'a> {
     /// The key of `query`, its name lower-cased in `buffer`: a lookup
     /// builds no [`Key`] and allocates nothing.
     fn of_query(query: &Query, buffer: &'a mut [u8; 255]) -> KeyRef<'a> {
         KeyRef {
-            wire: lowercase_into(&query.qname, buffer),
+            wire: oxidns_server::proto::lowercase_into(&query.qname, buffer),
             qtype: query.qtype,
             qclass: query.qclass,
             flags: key_flags(query),
@@ -571,27 +562,23 @@ impl Inner {
         let mut lower = [0u8; 255];
         let key = KeyRef::of_query(&request.query, &mut lower);
         let now = self.clock.now();
-        let Some(entry) = self.lookup(&key, now) else {
-            metrics.misses.increment(1);
-            return Err(Lookup {
-                key: Key::of(&request.query),
-                entry: None,
-                now,
-                metrics,
-            });
+        let entry = self.lookup(&key, now);
+        match entry.as_ref().map(|entry| entry.kind) {
+            None => metrics.misses.increment(1),
+            Some(Kind::Success) => metrics.hits_success.increment(1),
+            Some(Kind::Denial) => metrics.hits_denial.increment(1),
+        }
+        let entry = match entry {
+            Some(entry) if entry.fresh(now) => entry,
+            entry => {
+                return Err(Lookup {
+                    key: Key::of(&request.query),
+                    entry,
+                    now,
+                    metrics,
+                });
+            }
         };
-        match entry.kind {
-            Kind::Success => metrics.hits_success.increment(1),
-            Kind::Denial => metrics.hits_denial.increment(1),
-        }
-        if !entry.fresh(now) {
-            return Err(Lookup {
-                key: Key::of(&request.query),
-                entry: Some(entry),
-                now,
-                metrics,
-            });
-        }
         self.maybe_prefetch(request, next, &entry, now, &metrics);
         let keepttl = self.settings.keepttl;
         let wire = request
