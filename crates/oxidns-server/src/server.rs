@@ -15,10 +15,10 @@
 //!   the first message only.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -26,8 +26,6 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use oxidns_proto::{Opcode, OptRcode, Query, QueryError, Rcode, Response, encode_error};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::net::UdpSocket;
-use std::sync::atomic::AtomicBool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -60,8 +58,8 @@ pub struct Limits {
     pub tcp_write_timeout: Duration,
     /// UDP sockets per address, each read by a thread of its own. More than
     /// one are bound with SO_REUSEPORT, and the kernel spreads clients over
-    /// them by a hash of their address (as Knot and NSD do). SO_REUSEPORT lets only processes of the same user share
-    /// the port.
+    /// them by a hash of their address (as Knot and NSD do). SO_REUSEPORT
+    /// lets only processes of the same user share the port.
     pub udp_sockets: usize,
     /// Pins the thread of the `i`th UDP socket of each address to the `i`th
     /// CPU the process may run on (Linux; `-pin`).
@@ -789,26 +787,34 @@ fn serve_udp(
 /// it may run on; returns that CPU.
 #[cfg(target_os = "linux")]
 fn pin_thread(index: usize) -> io::Result<usize> {
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: cpu_set_t is plain data, zero is an empty set, and both calls
-    // are given its size.
+    let cpus = allowed_cpus()?;
+    let Some(&cpu) = cpus.get(index % cpus.len().max(1)) else {
+        return Err(io::Error::other("no CPU allowed"));
+    };
+    // SAFETY: cpu_set_t is plain data, zero is an empty set, and the call
+    // is given its size.
     unsafe {
-        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &allowed))
-            .collect();
-        let Some(&cpu) = cpus.get(index % cpus.len().max(1)) else {
-            return Err(io::Error::other("no CPU allowed"));
-        };
         let mut one: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut one);
-        if libc::sched_setaffinity(0, size, &one) != 0 {
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(cpu)
+    }
+    Ok(cpu)
+}
+
+/// The CPUs the calling thread may run on.
+#[cfg(target_os = "linux")]
+fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: as in pin_thread.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &allowed))
+            .collect())
     }
 }
 
@@ -1106,23 +1112,15 @@ async fn serve_tcp_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::corefile::ConfigError;
+    use crate::plugin::{Handler, HandlerFuture, PluginEntry, Setup};
+    use crate::test_util::config;
+    use oxidns_proto::{Class, Rtype, name_from_str};
 
     #[cfg(target_os = "linux")]
     #[test]
     fn a_pinned_thread_runs_on_one_allowed_cpu_only() {
-        fn allowed() -> Vec<usize> {
-            // SAFETY: as in pin_thread.
-            unsafe {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                assert_eq!(
-                    libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
-                    0
-                );
-                (0..libc::CPU_SETSIZE as usize)
-                    .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-                    .collect()
-            }
-        }
+        let allowed = || allowed_cpus().unwrap();
         let before = allowed();
         for index in [0, 1, before.len()] {
             let (cpu, after) = std::thread::spawn(move || (pin_thread(index).unwrap(), allowed()))
@@ -1147,12 +1145,6 @@ mod tests {
             assert_eq!(&bytes.slice(len / 2..)[..], &datagram[len / 2..]);
         }
     }
-    use crate::corefile::ConfigError;
-    use crate::plugin::{Handler, HandlerFuture, PluginEntry, Setup};
-    use crate::test_util::config;
-    use oxidns_proto::{Class, Rtype, name_from_str};
-    use std::net::UdpSocket as StdUdp;
-
     /// Answers NOERROR after the delay given as its argument (milliseconds).
     struct Slow(u64);
 
@@ -1573,7 +1565,7 @@ mod tests {
             .expect("the query in flight was answered");
         assert_eq!(rcode(&answer), 0);
         // And nothing listens any more.
-        let probe = StdUdp::bind("127.0.0.1:0").unwrap();
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
         probe
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
