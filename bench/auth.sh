@@ -17,9 +17,9 @@
 #                                 share of a query, under every socket-based server's CPU per query
 # Anything else peers.sh reads (CLIENTS, OUTSTANDING, QPS, NETNS, ...) is passed through.
 #
-# oxidns has no worker-count option yet: it runs tokio's multi-thread runtime. It is pinned to
-# CPU 0 by peers.sh (taskset -c 0) like the peers, and TOKIO_WORKER_THREADS=1 (read by tokio's
-# Builder::new_multi_thread when worker_threads() is not called) limits it to one worker thread
+# oxidns is pinned to CPU 0 by peers.sh (taskset -c 0) like the peers. TOKIO_WORKER_THREADS=1
+# (read by tokio's Builder::new_multi_thread when worker_threads() is not called; the same as
+# -workers 1) gives it one runtime worker and so one UDP socket, read by a thread of its own,
 # plus the main thread (block_on) and tokio's lazily created blocking pool.
 set -uo pipefail
 
