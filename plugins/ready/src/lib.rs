@@ -58,6 +58,11 @@ impl Lifecycle for Ready {
     }
 }
 
+/// Held by the tests that start a server or read whether one runs: the
+/// running server is process-wide state, and tests run side by side.
+#[cfg(test)]
+static RUNNING_SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +70,7 @@ mod tests {
 
     #[test]
     fn without_a_running_server_it_is_not_ready() {
+        let _alone = RUNNING_SERVER.blocking_lock();
         assert_eq!(report().status, 503);
     }
 
@@ -126,6 +132,7 @@ mod end_to_end {
 
     #[tokio::test]
     async fn ready_goes_from_503_with_the_waiting_plugin_to_200() {
+        let _alone = RUNNING_SERVER.lock().await;
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         drop(probe);
