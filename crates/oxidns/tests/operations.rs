@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,85 @@ fn metrics_after_traffic_add_up_by_rcode() {
     ] {
         assert!(metrics.contains(name), "{name} missing");
     }
+}
+
+/// Parses a scrape with the Prometheus Python client's parser (Debian's
+/// `python3-prometheus-client`, under the system interpreter) and checks
+/// what a scraper relies on: every histogram's buckets are cumulative and
+/// end in `+Inf` equal to `_count`. Prints the summed requests.
+const PROMETHEUS_PARSE: &str = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+requests = 0
+for family in text_string_to_metric_families(sys.stdin.read()):
+    if family.name == "coredns_dns_requests":
+        assert family.type == "counter", family.type
+        requests += sum(s.value for s in family.samples if s.name.endswith("_total"))
+    if family.type != "histogram":
+        continue
+    series = {}
+    for s in family.samples:
+        labels = tuple(sorted((k, v) for k, v in s.labels.items() if k != "le"))
+        series.setdefault(labels, []).append(s)
+    for labels, samples in series.items():
+        buckets = [s for s in samples if s.name.endswith("_bucket")]
+        counts = [s.value for s in buckets]
+        assert counts == sorted(counts), (family.name, labels, counts)
+        assert buckets[-1].labels["le"] == "+Inf", (family.name, labels)
+        count = [s.value for s in samples if s.name.endswith("_count")]
+        assert count == [counts[-1]], (family.name, labels, count, counts)
+print(int(requests))
+"#;
+
+#[test]
+fn a_scrape_parses_as_prometheus_text_with_a_real_parser() {
+    let python = "/usr/bin/python3";
+    let importable = std::process::Command::new(python)
+        .args(["-c", "import prometheus_client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !importable {
+        assert!(
+            std::env::var_os("OXIDNS_REQUIRE_TOOLS").is_none(),
+            "python3-prometheus-client is required (OXIDNS_REQUIRE_TOOLS is set)"
+        );
+        eprintln!("skipping: python3-prometheus-client is not installed");
+        return;
+    }
+    let port = free_fixed_port();
+    let server = Oxidns::start(&format!(
+        ".:0 {{\n prometheus 127.0.0.1:{port}\n whoami\n}}\n"
+    ));
+    for i in 0..7 {
+        udp(server.addr(), &query(&format!("q{i}.example"), Rtype::A));
+    }
+    tcp(server.addr(), &query("example", Rtype::TXT));
+    let response = http_get(([127, 0, 0, 1], port).into(), "/metrics").expect("metrics served");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let mut parser = std::process::Command::new(python)
+        .args(["-c", PROMETHEUS_PARSE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    parser
+        .stdin
+        .take()
+        .expect("a pipe")
+        .write_all(body.as_bytes())
+        .expect("the scrape is written");
+    let parsed = parser.wait_with_output().expect("the parser ends");
+    assert!(
+        parsed.status.success(),
+        "{}\n{body}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&parsed.stdout).trim(),
+        "8",
+        "{body}"
+    );
 }
 
 #[test]
