@@ -15,6 +15,7 @@ use std::task::Poll;
 use std::time::Instant;
 
 use oxidns_proto::{Class, Name, Query, Rcode, Response, Rtype};
+use smallvec::SmallVec;
 use tokio::sync::mpsc;
 
 use crate::config::BlockSettings;
@@ -280,7 +281,9 @@ pub struct Request {
     /// ([`Handler::reads_answers`]). The server starts it true and [`Next`]
     /// clears it on the way down; false for requests made elsewhere.
     pub wire_answers: bool,
-    observers: Vec<WriteObserver>,
+    /// Inline room for `log`'s and `prometheus`'s: no allocation per request
+    /// (their closures capture nothing or are boxed anyway).
+    observers: SmallVec<[WriteObserver; 2]>,
     follow_ups: Option<mpsc::Receiver<Response>>,
     signer: Option<SharedSigner>,
     dropped: bool,
@@ -316,7 +319,7 @@ impl Request {
             metadata: Metadata::default(),
             received: Instant::now(),
             wire_answers: false,
-            observers: Vec::new(),
+            observers: SmallVec::new(),
             follow_ups: None,
             signer: None,
             dropped: false,
