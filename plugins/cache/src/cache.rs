@@ -557,7 +557,17 @@ impl Inner {
     /// A fresh entry's answer for `request`; else what the lookup found,
     /// for [`Inner::serve`].
     fn fresh_hit(self: &Arc<Self>, request: &Request, next: &Next<'_>) -> Result<Response, Lookup> {
-        let metrics = self.metrics.get(&request.server);
+        self.metrics.with(&request.server, |metrics| {
+            self.fresh_hit_counted(request, next, metrics)
+        })
+    }
+
+    fn fresh_hit_counted(
+        self: &Arc<Self>,
+        request: &Request,
+        next: &Next<'_>,
+        metrics: &Arc<ServerMetrics>,
+    ) -> Result<Response, Lookup> {
         metrics.requests.increment(1);
         let mut lower = [0u8; 255];
         let key = KeyRef::of_query(&request.query, &mut lower);
@@ -575,11 +585,11 @@ impl Inner {
                     key: Key::of(&request.query),
                     entry,
                     now,
-                    metrics,
+                    metrics: metrics.clone(),
                 });
             }
         };
-        self.maybe_prefetch(request, next, &entry, now, &metrics);
+        self.maybe_prefetch(request, next, &entry, now, metrics);
         let keepttl = self.settings.keepttl;
         let wire = request
             .wire_answers

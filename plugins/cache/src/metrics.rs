@@ -1,6 +1,6 @@
 //! CoreDNS's cache metrics, with its names and labels.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use metrics::{Counter, Gauge, counter, gauge};
 
@@ -40,33 +40,41 @@ impl ServerMetrics {
     }
 }
 
-/// Handles by server label, made once per label: a hit only reads a lock.
+/// Server labels a cache keeps handles for without locking; one cache
+/// serves the listeners of its server block, rarely more than a few.
+const KEPT_SERVERS: usize = 16;
+
+/// Handles by server label, made once per label and then read without a
+/// lock or a reference count written (issue #8: no contention per query).
 pub(crate) struct Registry {
     /// The cache's zones joined with commas, as CoreDNS labels them.
     zones: Arc<str>,
-    servers: RwLock<Vec<(Arc<str>, Arc<ServerMetrics>)>>,
+    servers: [OnceLock<(Arc<str>, Arc<ServerMetrics>)>; KEPT_SERVERS],
 }
 
 impl Registry {
     pub fn new(zones: Arc<str>) -> Self {
         Registry {
             zones,
-            servers: RwLock::new(Vec::new()),
+            servers: std::array::from_fn(|_| OnceLock::new()),
         }
     }
 
-    pub fn get(&self, server: &Arc<str>) -> Arc<ServerMetrics> {
-        let known = self.servers.read().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, m)) = known.iter().find(|(s, _)| s == server) {
-            return m.clone();
+    /// Runs `with` on the handles for `server`, made on its first query.
+    pub fn with<R>(&self, server: &Arc<str>, with: impl FnOnce(&Arc<ServerMetrics>) -> R) -> R {
+        for slot in &self.servers {
+            // Two labels racing for one free slot: the loser goes on to the next.
+            let (label, metrics) = slot.get_or_init(|| {
+                (
+                    server.clone(),
+                    Arc::new(ServerMetrics::new(server, &self.zones)),
+                )
+            });
+            if label == server {
+                return with(metrics);
+            }
         }
-        drop(known);
-        let mut known = self.servers.write().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, m)) = known.iter().find(|(s, _)| s == server) {
-            return m.clone();
-        }
-        let metrics = Arc::new(ServerMetrics::new(server, &self.zones));
-        known.push((server.clone(), metrics.clone()));
-        metrics
+        // More labels than slots: handles of the same labels share their counts.
+        with(&Arc::new(ServerMetrics::new(server, &self.zones)))
     }
 }
