@@ -10,7 +10,12 @@
 # instructions of the dump divided by the queries answered is the figure. The dump keeps every
 # function's share: `callgrind_annotate $OUT/<server>.callgrind.out.*` shows where they go.
 #
-# Usage:  bench/instructions.sh          Environment: N=20000 QPS=1500 BUILD=1 WARM=1 OUT=/tmp/oxidns-instructions
+# MODE=cache counts cache hits instead: knotd (not under valgrind) serves the zone as the
+# upstream; oxidns (bench/cache.sh's Corefile), oxidns with `prometheus` too (as a CoreDNS
+# Corefile has it) and Unbound (as peers.sh runs it) are measured, each after the measured
+# questions were asked once (so every counted query is a hit).
+#
+# Usage:  bench/instructions.sh          Environment: N=20000 QPS=1500 BUILD=1 WARM=1 MODE=auth OUT=/tmp/oxidns-instructions
 #         WARM=1 asks each measured question once before counting (the steady state); WARM=0
 #         warms up with 2 s of the query file only, so most measured questions are new.
 # Runs in a private network namespace (only lo). Stops only the processes it started, by PID.
@@ -18,17 +23,19 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 N=${N:-20000}; QPS=${QPS:-1500}; OUT=${OUT:-/tmp/oxidns-instructions}; WARM=${WARM:-1}
+MODE=${MODE:-auth}
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
 
 if [ -z "${INSTRUCTIONS_IN_NETNS:-}" ]; then
   command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
     || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
-  run_in_netns INSTRUCTIONS_IN_NETNS N QPS WARM
+  run_in_netns INSTRUCTIONS_IN_NETNS N QPS WARM MODE
 fi
 
 cd "$OUT" || exit 1
-trap stop_server EXIT
+UPSTREAM_PID=""
+trap 'stop_server; [ -z "$UPSTREAM_PID" ] || { kill "$UPSTREAM_PID"; wait "$UPSTREAM_PID"; } 2>/dev/null' EXIT
 
 # measure NAME PORT CMD...: prints "NAME instructions queries per-query"
 measure() {
@@ -57,15 +64,60 @@ measure() {
   stop_server
 }
 
-write_configs 5471 5472
-{
-  measure oxidns 5471 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile"
-  measure knotd 5472 knotd -c "$OUT/knot/knot.conf"
-} | tee "$OUT/results.txt"
-python3 - "$OUT/results.txt" <<'EOF'
+if [ "$MODE" = cache ]; then
+  # knotd as the upstream on 5473, natively; the caches forward to it.
+  write_configs 5471 5473
+  knotd -c "$OUT/knot/knot.conf" >"$OUT/upstream.log" 2>&1 &
+  UPSTREAM_PID=$!
+  printf '.:5471 {\n    bind 127.0.0.1\n    cache {\n        success 100000\n        denial 100000\n    }\n    forward . 127.0.0.1:5473\n}\n' >"$OUT/Corefile"
+  printf '.:5474 {\n    bind 127.0.0.1\n    prometheus 127.0.0.1:5475\n    cache {\n        success 100000\n        denial 100000\n    }\n    forward . 127.0.0.1:5473\n}\n' >"$OUT/Corefile.prometheus"
+  cat >"$OUT/unbound.conf" <<UNBOUND
+server:
+    interface: 127.0.0.1@5476
+    port: 5476
+    num-threads: 1
+    do-ip6: no
+    do-not-query-localhost: no
+    username: ""
+    chroot: ""
+    directory: "$OUT"
+    pidfile: "$OUT/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    access-control: 127.0.0.0/8 allow
+    module-config: "iterator"
+    qname-minimisation: no
+    msg-cache-size: 64m
+    rrset-cache-size: 128m
+    so-reuseport: no
+remote-control:
+    control-enable: no
+forward-zone:
+    name: "."
+    forward-addr: 127.0.0.1@5473
+UNBOUND
+  {
+    measure oxidns 5471 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile"
+    measure oxidns-prometheus 5474 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile.prometheus"
+    measure unbound 5476 unbound -d -p -c "$OUT/unbound.conf"
+  } | tee "$OUT/results.txt"
+  PEER=unbound
+else
+  write_configs 5471 5472
+  {
+    measure oxidns 5471 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile"
+    measure knotd 5472 knotd -c "$OUT/knot/knot.conf"
+  } | tee "$OUT/results.txt"
+  PEER=knotd
+fi
+python3 - "$OUT/results.txt" "$PEER" <<'EOF'
 import sys
 rows = {l.split()[0]: l.split() for l in open(sys.argv[1]) if len(l.split()) == 4}
-if "oxidns" in rows and "knotd" in rows:
-    ox, kn = float(rows["oxidns"][3]), float(rows["knotd"][3])
-    print(f"instructions per query: oxidns {ox:,.0f}, knotd {kn:,.0f}, ratio {ox / kn:.2f}x")
+peer = sys.argv[2]
+if peer in rows:
+    base = float(rows[peer][3])
+    for name, row in rows.items():
+        if name != peer:
+            print(f"instructions per query: {name} {float(row[3]):,.0f}, {peer} {base:,.0f}, ratio {float(row[3]) / base:.2f}x")
 EOF
