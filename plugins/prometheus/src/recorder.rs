@@ -48,9 +48,9 @@ static SLOTS: LazyLock<usize> = LazyLock::new(|| {
 fn slot() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static NUMBER: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) & (*SLOTS - 1);
     }
-    NUMBER.with(|n| *n) & (*SLOTS - 1)
+    SLOT.with(|slot| *slot)
 }
 
 /// Eight counts: one cache line, so slots of different threads never share one.
@@ -60,7 +60,7 @@ struct Line([AtomicU64; 8]);
 
 /// Counts kept `width` per thread slot, each slot on lines of its own.
 struct Slotted {
-    width: usize,
+    lines_per_slot: usize,
     lines: Box<[Line]>,
 }
 
@@ -68,20 +68,15 @@ impl Slotted {
     fn new(width: usize) -> Slotted {
         let lines_per_slot = width.div_ceil(8);
         Slotted {
-            width,
+            lines_per_slot,
             lines: (0..lines_per_slot * *SLOTS)
                 .map(|_| Line::default())
                 .collect(),
         }
     }
 
-    /// Count `index` of this thread's slot.
-    fn mine(&self, index: usize) -> &AtomicU64 {
-        self.at(slot(), index)
-    }
-
     fn at(&self, slot: usize, index: usize) -> &AtomicU64 {
-        let line = slot * self.width.div_ceil(8) + index / 8;
+        let line = slot * self.lines_per_slot + index / 8;
         &self.lines[line].0[index % 8]
     }
 
@@ -108,7 +103,7 @@ impl SlottedCounter {
 
 impl CounterFn for SlottedCounter {
     fn increment(&self, value: u64) {
-        self.0.mine(0).fetch_add(value, Ordering::Relaxed);
+        self.0.at(slot(), 0).fetch_add(value, Ordering::Relaxed);
     }
 
     /// Raises the sum to `value` (never lowers it, as Prometheus counters).
@@ -167,9 +162,10 @@ impl HistogramFn for BucketHistogram {
     fn record(&self, value: f64) {
         // Prometheus buckets are "less than or equal": the first bound >= value.
         let bucket = self.bounds.partition_point(|&bound| bound < value);
-        self.counts.mine(bucket).fetch_add(1, Ordering::Relaxed);
+        let slot = slot();
+        self.counts.at(slot, bucket).fetch_add(1, Ordering::Relaxed);
         // This thread's own slot: the exchange fails only when threads share a slot.
-        let sum = self.counts.mine(self.sum_index());
+        let sum = self.counts.at(slot, self.sum_index());
         let _ = sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
             Some((f64::from_bits(bits) + value).to_bits())
         });
