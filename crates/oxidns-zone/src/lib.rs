@@ -13,6 +13,7 @@
 mod answers;
 pub mod canonical;
 pub mod journal;
+mod loaded;
 mod lookup;
 pub mod served;
 pub mod zone;

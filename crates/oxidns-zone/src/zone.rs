@@ -23,6 +23,7 @@ use domain::rdata::nsec3::Nsec3Salt;
 use oxidns_proto::{Class, Name, Record, RecordData, Serial, name_text};
 
 use crate::canonical::{CanonicalKey, MAX_KEY_LEN, ancestor_lengths};
+use crate::loaded::LoadedRecords;
 use crate::zonefile::SourcedRecord;
 
 /// A problem with a zone's data: `file:line: reason`.
@@ -258,7 +259,7 @@ impl Iterator for Records<'_> {
 }
 
 /// RDATA from the store, its octets and names sharing the store's bytes.
-fn decode(rtype: Rtype, rdata: Bytes) -> Option<RecordData> {
+pub(crate) fn decode(rtype: Rtype, rdata: Bytes) -> Option<RecordData> {
     let mut parser = Parser::from_ref(&rdata);
     let parsed: ZoneRecordData<Bytes, ParsedName<Bytes>> =
         ZoneRecordData::parse_rdata(rtype, &mut parser).ok()??;
@@ -266,7 +267,7 @@ fn decode(rtype: Rtype, rdata: Bytes) -> Option<RecordData> {
 }
 
 /// Whether `wire` decodes to exactly `data`: what the store gives back.
-fn decodes_to(rtype: Rtype, wire: &[u8], data: &RecordData) -> bool {
+pub(crate) fn decodes_to(rtype: Rtype, wire: &[u8], data: &RecordData) -> bool {
     let mut parser = Parser::from_ref(wire);
     let parsed = ZoneRecordData::<&[u8], ParsedName<&[u8]>>::parse_rdata(rtype, &mut parser);
     matches!(parsed, Ok(Some(d)) if parser.remaining() == 0 && d == *data)
@@ -315,6 +316,22 @@ impl Zone {
         apex: &Name,
         records: Vec<SourcedRecord>,
     ) -> Result<(Zone, Vec<ZoneProblem>), Vec<ZoneProblem>> {
+        let file = records.first().map(|r| r.file.clone());
+        let loaded = LoadedRecords::from_records(records).map_err(|message| {
+            vec![ZoneProblem {
+                file: file.unwrap_or_else(|| Arc::from("zone")),
+                line: 0,
+                message,
+            }]
+        })?;
+        Zone::build_loaded(apex, loaded)
+    }
+
+    /// [`Zone::build`] from records kept in wire form (a zone file's).
+    pub fn build_loaded(
+        apex: &Name,
+        records: LoadedRecords,
+    ) -> Result<(Zone, Vec<ZoneProblem>), Vec<ZoneProblem>> {
         let loaded = records.len();
         let built = ZoneBuilder::new(apex).build(records);
         if loaded >= RELEASE_AFTER_RECORDS {
@@ -336,7 +353,7 @@ impl Zone {
                 message: e.message,
             }]
         })?;
-        Zone::build(apex, records)
+        Zone::build_loaded(apex, records)
     }
 
     /// The zone's name, lower-case.
@@ -564,55 +581,64 @@ impl ZoneBuilder {
         }
     }
 
+    /// [`ZoneBuilder::problem`] at loaded record `index`.
+    fn problem_at(records: &LoadedRecords, index: usize, message: String) -> ZoneProblem {
+        let (file, line) = records.place(index);
+        ZoneProblem {
+            file: file.clone(),
+            line,
+            message,
+        }
+    }
+
     fn build(
         mut self,
-        mut records: Vec<SourcedRecord>,
+        records: LoadedRecords,
     ) -> Result<(Zone, Vec<ZoneProblem>), Vec<ZoneProblem>> {
         let first_file: Arc<str> = records
-            .first()
-            .map_or_else(|| Arc::from("zone"), |r| r.file.clone());
+            .first_file()
+            .map_or_else(|| Arc::from("zone"), Arc::clone);
         let mut class = None;
-        let (apex, errors, warnings) = (&self.apex, &mut self.errors, &mut self.warnings);
-        records.retain(|placed| {
-            if !placed.record.owner().ends_with(apex) {
-                warnings.push(Self::problem(
-                    placed,
-                    format!(
-                        "{} is outside the zone {}: ignored",
-                        name_text(placed.record.owner()),
-                        name_text(apex)
-                    ),
-                ));
-                return false;
-            }
-            let record_class = placed.record.class();
-            match class {
-                None => class = Some(record_class),
-                Some(c) if c != record_class => {
-                    errors.push(Self::problem(
-                        placed,
-                        format!("class {record_class} differs from the zone's class {c}"),
-                    ));
-                    return false;
-                }
-                Some(_) => {}
-            }
-            true
-        });
-        let class = class.unwrap_or(Class::IN);
 
-        // Records sorted by name, each name's in file order; their keys end
-        // to end in one arena.
+        // The records in the zone and of its class, sorted by name, each
+        // name's in file order; their keys end to end in one arena.
         let mut arena: Vec<u8> = Vec::new();
         let mut buffer = [0u8; MAX_KEY_LEN];
         let mut order: Vec<(u32, u16, u32)> = Vec::with_capacity(records.len());
-        for (index, placed) in records.iter().enumerate() {
-            let key = CanonicalKey::encode(placed.record.owner(), &mut buffer);
+        for index in 0..records.len() {
+            let owner = records.owner(index);
+            if !owner.ends_with(&self.apex) {
+                self.warnings.push(Self::problem_at(
+                    &records,
+                    index,
+                    format!(
+                        "{} is outside the zone {}: ignored",
+                        name_text(&owner),
+                        name_text(&self.apex)
+                    ),
+                ));
+                continue;
+            }
+            let record_class = records.class(index);
+            match class {
+                None => class = Some(record_class),
+                Some(c) if c != record_class => {
+                    self.errors.push(Self::problem_at(
+                        &records,
+                        index,
+                        format!("class {record_class} differs from the zone's class {c}"),
+                    ));
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let key = CanonicalKey::encode(&owner, &mut buffer);
             let at = self.offset(arena.len(), &first_file);
             arena.extend_from_slice(key);
             // A key is at most MAX_KEY_LEN bytes; records are fewer than store bytes.
             order.push((at, key.len() as u16, index as u32));
         }
+        let class = class.unwrap_or(Class::IN);
         self.offset(arena.len(), &first_file);
         if !self.errors.is_empty() {
             return Err(self.errors);
@@ -652,10 +678,11 @@ impl ZoneBuilder {
         let mut occluder = Occluder::default();
         for group in &groups {
             let key = group.key(&arena);
-            let placed: Vec<&SourcedRecord> = sorted[group.records()]
+            let decoded: Vec<SourcedRecord> = sorted[group.records()]
                 .iter()
-                .map(|&i| &records[i as usize])
+                .map(|&i| records.get(i as usize))
                 .collect();
+            let placed: Vec<&SourcedRecord> = decoded.iter().collect();
             record_count += placed.len();
             let empty = (group.empty as usize).checked_sub(1).map(|i| &empties[i]);
             let (mut node, name) = match (empty, placed.first()) {
@@ -754,7 +781,7 @@ impl ZoneBuilder {
         &mut self,
         groups: &[Group],
         arena: &[u8],
-        records: &[SourcedRecord],
+        records: &LoadedRecords,
         sorted: &[u32],
         first_file: &Arc<str>,
     ) -> Option<Record> {
@@ -766,28 +793,32 @@ impl ZoneBuilder {
             if is_apex {
                 apex_records = placed;
             }
-            for p in placed.iter().map(|&i| &records[i as usize]) {
-                if p.record.rtype() != Rtype::SOA {
+            for index in placed.iter().map(|&i| i as usize) {
+                if records.rtype(index) != Rtype::SOA {
                     continue;
                 }
                 if !is_apex {
-                    self.errors.push(Self::problem(
-                        p,
+                    self.errors.push(Self::problem_at(
+                        records,
+                        index,
                         format!(
                             "SOA record for {} is not at the zone apex {}",
-                            name_text(p.record.owner()),
+                            name_text(&records.owner(index)),
                             name_text(&self.apex)
                         ),
                     ));
                 } else if soa.is_some() {
-                    self.errors
-                        .push(Self::problem(p, "a second SOA record at the apex".into()));
+                    self.errors.push(Self::problem_at(
+                        records,
+                        index,
+                        "a second SOA record at the apex".into(),
+                    ));
                 } else {
-                    soa = Some(p.record.clone());
+                    soa = Some(records.get(index).record);
                 }
             }
         }
-        let mut apex_records = apex_records.iter().map(|&i| &records[i as usize]);
+        let mut apex_records = apex_records.iter().map(|&i| i as usize);
         let missing = |what: &str, line: Option<u32>| ZoneProblem {
             file: first_file.clone(),
             line: line.unwrap_or(1),
@@ -796,11 +827,11 @@ impl ZoneBuilder {
                 name_text(&self.apex)
             ),
         };
-        let first_line = apex_records.clone().next().map(|p| p.line);
+        let first_line = apex_records.clone().next().map(|i| records.place(i).1);
         if soa.is_none() {
             self.errors.push(missing("SOA", first_line));
         }
-        if !apex_records.any(|p| p.record.rtype() == Rtype::NS) {
+        if !apex_records.any(|i| records.rtype(i) == Rtype::NS) {
             self.errors.push(missing("NS", first_line));
         }
         soa
@@ -991,7 +1022,7 @@ impl ZoneBuilder {
         &mut self,
         groups: &mut Vec<Group>,
         arena: &mut Vec<u8>,
-        records: &[SourcedRecord],
+        records: &LoadedRecords,
         sorted: &[u32],
     ) -> Vec<Name> {
         let apex_len = self.apex_key.as_bytes().len();
@@ -1005,10 +1036,7 @@ impl ZoneBuilder {
             if lengths.is_empty() {
                 continue;
             }
-            let mut name = records[sorted[group.records.start as usize] as usize]
-                .record
-                .owner()
-                .clone();
+            let mut name = records.owner(sorted[group.records.start as usize] as usize);
             for &len in lengths.iter().rev() {
                 name = name
                     .parent()

@@ -37,6 +37,8 @@ use domain::rdata::ZoneRecordData;
 use domain::zonefile::inplace::{Entry, ScannedRecord, Zonefile};
 use oxidns_proto::{Name, Record, RecordData};
 
+pub use crate::loaded::LoadedRecords;
+
 /// How deep `$INCLUDE` may nest (the top file is depth 0).
 pub const MAX_INCLUDE_DEPTH: usize = 16;
 /// The most records a single `$GENERATE` may create.
@@ -80,7 +82,7 @@ impl std::error::Error for ZoneFileError {}
 /// Reads a zone file (following `$INCLUDE`, relative to the including file's
 /// folder, at most [`MAX_INCLUDE_DEPTH`] deep) with `origin` as the initial
 /// `$ORIGIN`.
-pub fn load_zone_file(path: &Path, origin: &Name) -> Result<Vec<SourcedRecord>, ZoneFileError> {
+pub fn load_zone_file(path: &Path, origin: &Name) -> Result<LoadedRecords, ZoneFileError> {
     let file: Arc<str> = Arc::from(path.display().to_string());
     let whole_file_error = |e: std::io::Error| ZoneFileError {
         file: file.to_string(),
@@ -111,14 +113,14 @@ pub fn parse_zone_text(
         Path::new(""),
         origin.clone(),
     )?;
-    Ok(loader.records)
+    Ok(loader.records.iter().collect())
 }
 
 //------------ Loading -------------------------------------------------------
 
 #[derive(Default)]
 struct Loader {
-    records: Vec<SourcedRecord>,
+    records: LoadedRecords,
     /// Canonical paths of the files being read, outermost first.
     stack: Vec<PathBuf>,
 }
@@ -200,11 +202,9 @@ impl Loader {
                                 Ok(None) => break,
                                 Ok(Some(Entry::Record(record))) => {
                                     let record = to_record(record).map_err(at_value)?;
-                                    self.records.push(SourcedRecord {
-                                        record,
-                                        file: file.clone(),
-                                        line: entry.first_line,
-                                    });
+                                    self.records
+                                        .push(record, file, entry.first_line)
+                                        .map_err(at_value)?;
                                 }
                                 Ok(Some(Entry::Include { .. })) => {
                                     return Err(at_value("unexpected $INCLUDE".into()));
@@ -250,11 +250,9 @@ impl Loader {
                 Ok(None) => return Ok(()),
                 Ok(Some(Entry::Record(record))) => {
                     let record = to_record(record).map_err(|m| error(entry.first_line, m))?;
-                    self.records.push(SourcedRecord {
-                        record,
-                        file: file.clone(),
-                        line: entry.first_line,
-                    });
+                    self.records
+                        .push(record, file, entry.first_line)
+                        .map_err(|m| error(entry.first_line, m))?;
                 }
                 Ok(Some(Entry::Include { path, origin })) => {
                     let origin = match origin {
@@ -1604,7 +1602,10 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("parts/more.zone"), "\n\nm 300 IN A 192.0.2.9\n").unwrap();
-        let records = load_zone_file(&dir.join("main.zone"), &origin()).unwrap();
+        let records = load_zone_file(&dir.join("main.zone"), &origin())
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>();
         let got: Vec<_> = records
             .iter()
             .map(|r| {
@@ -1640,7 +1641,10 @@ mod tests {
             "www 300 IN CNAME @\n$ORIGIN deeper\nx 300 IN A 192.0.2.1\n",
         )
         .unwrap();
-        let records = load_zone_file(&dir.join("main.zone"), &origin()).unwrap();
+        let records = load_zone_file(&dir.join("main.zone"), &origin())
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>();
         assert_eq!(owner(&records[0]), "www.sub.example.org.");
         assert_eq!(data(&records[0]), "sub.example.org.");
         assert_eq!(owner(&records[1]), "x.deeper.sub.example.org.");
@@ -1654,7 +1658,10 @@ mod tests {
         let dir = temp_dir("include-current-origin");
         std::fs::write(dir.join("main.zone"), "$ORIGIN lab\n$INCLUDE hosts.zone\n").unwrap();
         std::fs::write(dir.join("hosts.zone"), "h1 300 IN A 192.0.2.1\n").unwrap();
-        let records = load_zone_file(&dir.join("main.zone"), &origin()).unwrap();
+        let records = load_zone_file(&dir.join("main.zone"), &origin())
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>();
         assert_eq!(owner(&records[0]), "h1.lab.example.org.");
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -1977,7 +1984,10 @@ mod tests {
                 .unwrap();
             assert!(sign.status.success(), "{sign:?}");
             let signed = std::fs::read_to_string(dir.join("zone.signed")).unwrap();
-            let records = load_zone_file(&dir.join("zone.signed"), &origin()).unwrap();
+            let records = load_zone_file(&dir.join("zone.signed"), &origin())
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>();
             let lines = signed
                 .lines()
                 .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
@@ -2035,7 +2045,10 @@ mod tests {
                 .output()
                 .unwrap();
             assert!(sign.status.success(), "{sign:?}");
-            let records = load_zone_file(&dir.join(out), &origin()).unwrap();
+            let records = load_zone_file(&dir.join(out), &origin())
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>();
             assert!(
                 records
                     .iter()

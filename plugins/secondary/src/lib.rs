@@ -44,7 +44,7 @@ use oxidns_server::proto::{lowercase, name_from_str, name_text};
 use oxidns_server::{
     ConfigError, Handler, HandlerFuture, Lifecycle, Next, PluginEntry, Request, Setup,
 };
-use oxidns_zone::zonefile::SourcedRecord;
+use oxidns_zone::zonefile::LoadedRecords;
 use oxidns_zone::{Reload, ServedZone, Zone, ZoneSet, ZoneSources};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -556,15 +556,12 @@ fn install_blocking(
     served: Option<Arc<ServedZone>>,
 ) -> Result<(u32, Option<Arc<ServedZone>>), String> {
     let file: Arc<str> = Arc::from("transfer");
-    let sourced = records
-        .into_iter()
-        .map(|record| SourcedRecord {
-            record,
-            file: file.clone(),
-            line: 0,
-        })
-        .collect();
-    let (zone, _) = Zone::build(apex, sourced)
+    // In wire form as they come: the records parsed are freed one by one.
+    let mut loaded = LoadedRecords::default();
+    for record in records {
+        loaded.push(record, &file, 0)?;
+    }
+    let (zone, _) = Zone::build_loaded(apex, loaded)
         .map_err(|problems| format!("the transferred zone is not valid: {}", problems[0]))?;
     let serial = zone.serial().into_int();
     if let Some(ours) = ours
