@@ -140,12 +140,16 @@ pub fn serial_newer(new: u32, old: u32) -> bool {
     Serial::from(new) > Serial::from(old)
 }
 
-/// Transfers `zone` from `addr` with AXFR.
+/// Transfers `zone` from `addr` with AXFR, handing `take` each record as it
+/// arrives, the SOA first and the closing SOA left out: the caller keeps
+/// them as it likes (a secondary, in wire form), and a big zone is not held
+/// twice on the way.
 pub async fn axfr(
     addr: SocketAddr,
     zone: &Name,
     options: XfrOptions,
-) -> Result<Vec<Record>, XfrError> {
+    mut take: impl FnMut(Record) -> Result<(), XfrError>,
+) -> Result<(), XfrError> {
     let id = rand::random();
     let query = MessageBuilder::new_vec();
     let mut question = query.question();
@@ -155,11 +159,12 @@ pub async fn axfr(
         .map_err(|_| XfrError::Malformed("query does not fit"))?;
     let wire = question.finish();
     let mut reader = Reader::new(zone.clone(), Rtype::AXFR, id, options);
-    let mut records = Vec::new();
+    let mut opening_serial = None;
     reader
-        .run(addr, &wire, |record| push_axfr(&mut records, record))
-        .await?;
-    Ok(records)
+        .run(addr, &wire, |record| {
+            axfr_step(&mut opening_serial, record, &mut take)
+        })
+        .await
 }
 
 /// Asks `addr` for the changes to `zone` since `serial` with IXFR over TCP.
@@ -234,26 +239,34 @@ enum Step {
     Done,
 }
 
-/// Takes one record of an AXFR answer into `records`.
-fn push_axfr(records: &mut Vec<Record>, record: Record) -> Result<Step, XfrError> {
+/// Takes one record of an AXFR answer: the opening SOA (its serial noted),
+/// a record of the zone, or the closing SOA that ends it.
+fn axfr_step(
+    opening_serial: &mut Option<Option<u32>>,
+    record: Record,
+    take: &mut impl FnMut(Record) -> Result<(), XfrError>,
+) -> Result<Step, XfrError> {
     let is_soa = record.rtype() == Rtype::SOA;
-    if records.is_empty() {
-        if !is_soa {
-            return Err(XfrError::Malformed("the first record is not the SOA"));
+    match opening_serial {
+        None if !is_soa => Err(XfrError::Malformed("the first record is not the SOA")),
+        None => {
+            *opening_serial = Some(soa_serial(&record));
+            take(record)?;
+            Ok(Step::More)
         }
-        records.push(record);
-        return Ok(Step::More);
-    }
-    if is_soa {
-        if soa_serial(&record) != soa_serial(&records[0]) {
-            return Err(XfrError::Malformed(
-                "the closing SOA differs from the opening one",
-            ));
+        Some(opening) if is_soa => {
+            if soa_serial(&record) != *opening {
+                return Err(XfrError::Malformed(
+                    "the closing SOA differs from the opening one",
+                ));
+            }
+            Ok(Step::Done)
         }
-        return Ok(Step::Done);
+        Some(_) => {
+            take(record)?;
+            Ok(Step::More)
+        }
     }
-    records.push(record);
-    Ok(Step::More)
 }
 
 /// The RFC 1995 §4 reading of an IXFR answer, one record at a time.
@@ -543,6 +556,21 @@ fn closed(e: std::io::Error) -> XfrError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every record of an AXFR, in a list.
+    async fn axfr_all(
+        addr: SocketAddr,
+        zone: &Name,
+        options: XfrOptions,
+    ) -> Result<Vec<Record>, XfrError> {
+        let mut records = Vec::new();
+        axfr(addr, zone, options, |record| {
+            records.push(record);
+            Ok(())
+        })
+        .await?;
+        Ok(records)
+    }
     use oxidns_proto::domain::rdata::{A, Txt};
     use oxidns_proto::name_from_str;
     use tokio::net::TcpListener;
@@ -671,7 +699,7 @@ mod tests {
             key: Some(key),
             ..quick()
         };
-        let records = axfr(addr, &name("example.org"), options).await.unwrap();
+        let records = axfr_all(addr, &name("example.org"), options).await.unwrap();
         assert_eq!(records.len(), 4);
     }
 
@@ -699,7 +727,9 @@ mod tests {
             key: Some(key),
             ..quick()
         };
-        let error = axfr(addr, &name("example.org"), options).await.unwrap_err();
+        let error = axfr_all(addr, &name("example.org"), options)
+            .await
+            .unwrap_err();
         assert!(
             matches!(error, XfrError::Tsig(VerifyError::BadSig)),
             "{error}"
@@ -713,7 +743,9 @@ mod tests {
             key: Some(xfr_key(b"shared")),
             ..quick()
         };
-        let error = axfr(addr, &name("example.org"), options).await.unwrap_err();
+        let error = axfr_all(addr, &name("example.org"), options)
+            .await
+            .unwrap_err();
         assert!(
             matches!(error, XfrError::Tsig(VerifyError::Unsigned)),
             "{error}"
@@ -723,7 +755,9 @@ mod tests {
             key: Some(xfr_key(b"shared")),
             ..quick()
         };
-        let error = axfr(addr, &name("example.org"), options).await.unwrap_err();
+        let error = axfr_all(addr, &name("example.org"), options)
+            .await
+            .unwrap_err();
         assert!(matches!(error, XfrError::Rcode(_)), "{error}");
     }
 
@@ -746,7 +780,7 @@ mod tests {
             Rcode::NOERROR,
         )
         .await;
-        let records = axfr(addr, &name("example.org"), quick()).await.unwrap();
+        let records = axfr_all(addr, &name("example.org"), quick()).await.unwrap();
         assert_eq!(records.len(), 4);
         assert_eq!(soa_serial(&records[0]), Some(5));
     }
@@ -754,14 +788,18 @@ mod tests {
     #[tokio::test]
     async fn a_transfer_cut_short_fails() {
         let addr = primary(vec![vec![soa(5), a("www.example.org", 1)]], Rcode::NOERROR).await;
-        let error = axfr(addr, &name("example.org"), quick()).await.unwrap_err();
+        let error = axfr_all(addr, &name("example.org"), quick())
+            .await
+            .unwrap_err();
         assert!(matches!(error, XfrError::Incomplete), "{error}");
     }
 
     #[tokio::test]
     async fn a_refusal_is_reported() {
         let addr = primary(vec![vec![]], Rcode::REFUSED).await;
-        let error = axfr(addr, &name("example.org"), quick()).await.unwrap_err();
+        let error = axfr_all(addr, &name("example.org"), quick())
+            .await
+            .unwrap_err();
         assert!(
             matches!(error, XfrError::Rcode(r) if r == OptRcode::REFUSED),
             "{error}"
@@ -784,7 +822,9 @@ mod tests {
             max_records: 3,
             ..quick()
         };
-        let error = axfr(addr, &name("example.org"), options).await.unwrap_err();
+        let error = axfr_all(addr, &name("example.org"), options)
+            .await
+            .unwrap_err();
         assert!(matches!(error, XfrError::TooLarge), "{error}");
     }
 

@@ -395,8 +395,16 @@ impl Slot {
             }
         }
         let records = match records {
-            Some(records) => records,
-            None => xfr::axfr(primary, &self.apex, self.xfr_options())
+            Some(records) => transferred(records)?,
+            None => {
+                // Kept in wire form as they arrive (`LoadedRecords`).
+                let mut loaded = LoadedRecords::default();
+                let file = transfer_file();
+                xfr::axfr(primary, &self.apex, self.xfr_options(), |record| {
+                    loaded
+                        .push(record, &file, 0)
+                        .map_err(|_| xfr::XfrError::TooLarge)
+                })
                 .await
                 .map_err(|e| {
                     if matches!(e, xfr::XfrError::TooLarge) {
@@ -404,7 +412,9 @@ impl Slot {
                             .increment(1);
                     }
                     format!("AXFR: {e}")
-                })?,
+                })?;
+                loaded
+            }
         };
         let serial = self.install(records, ours).await?;
         tracing::info!(
@@ -417,7 +427,7 @@ impl Slot {
     }
 
     /// Checks the records, writes them to disk and serves them.
-    async fn install(&self, records: Vec<Record>, ours: Option<u32>) -> Result<u32, String> {
+    async fn install(&self, records: LoadedRecords, ours: Option<u32>) -> Result<u32, String> {
         let apex = self.apex.clone();
         let path = self.path.clone();
         let served = self.served();
@@ -545,23 +555,34 @@ impl Slot {
     }
 }
 
+/// Where transferred records say they come from in the zone builder's messages.
+fn transfer_file() -> Arc<str> {
+    Arc::from("transfer")
+}
+
+/// Records an IXFR brought (whole, or a version with its differences
+/// applied), in wire form for the zone builder: each parsed record is freed
+/// as it is stored.
+fn transferred(records: Vec<Record>) -> Result<LoadedRecords, String> {
+    let file = transfer_file();
+    let mut loaded = LoadedRecords::default();
+    for record in records {
+        loaded.push(record, &file, 0)?;
+    }
+    Ok(loaded)
+}
+
 /// Builds the zone from transferred records, writes it to the zone file and
 /// swaps it in: the serving zone as it was loaded from the file, or a new
 /// one when none served. Returns the serial and the new zone, if new.
 fn install_blocking(
     apex: &Name,
     path: &Path,
-    records: Vec<Record>,
+    records: LoadedRecords,
     ours: Option<u32>,
     served: Option<Arc<ServedZone>>,
 ) -> Result<(u32, Option<Arc<ServedZone>>), String> {
-    let file: Arc<str> = Arc::from("transfer");
-    // In wire form as they come: the records parsed are freed one by one.
-    let mut loaded = LoadedRecords::default();
-    for record in records {
-        loaded.push(record, &file, 0)?;
-    }
-    let (zone, _) = Zone::build_loaded(apex, loaded)
+    let (zone, _) = Zone::build_loaded(apex, records)
         .map_err(|problems| format!("the transferred zone is not valid: {}", problems[0]))?;
     let serial = zone.serial().into_int();
     if let Some(ours) = ours
@@ -571,7 +592,7 @@ fn install_blocking(
             "transferred serial {serial} is not newer than {ours}"
         ));
     }
-    write_atomically(path, &zone_text(apex, &zone))
+    write_atomically(path, |out| write_zone(out, apex, &zone))
         .map_err(|e| format!("cannot save {}: {e}", path.display()))?;
     // What serves is read back from the file: free this copy first (a big
     // zone would otherwise be held twice).
@@ -592,22 +613,23 @@ fn install_blocking(
     }
 }
 
-/// The zone in master-file form: the SOA, then every other record, each
-/// with its absolute owner, TTL and class.
-fn zone_text(apex: &Name, zone: &Zone) -> String {
-    let mut text = format!(
-        "; {} serial {}, transferred in by oxidns (secondary)\n",
+/// Writes the zone in master-file form: the SOA, then every other record,
+/// each with its absolute owner, TTL and class. Record by record as they
+/// are decoded: the text of a big zone is never held whole.
+fn write_zone(out: &mut dyn std::io::Write, apex: &Name, zone: &Zone) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "; {} serial {}, transferred in by oxidns (secondary)",
         name_text(apex),
         zone.serial().into_int()
-    );
-    let records: Vec<Record> = zone.records().collect();
-    for record in records.iter().filter(|r| r.rtype() == Rtype::SOA) {
-        push_record(&mut text, record);
+    )?;
+    if let Some(soa) = oxidns_zone::journal::soa(zone) {
+        write_record(out, &soa)?;
     }
-    for record in records.iter().filter(|r| r.rtype() != Rtype::SOA) {
-        push_record(&mut text, record);
+    for record in zone.records().filter(|r| r.rtype() != Rtype::SOA) {
+        write_record(out, &record)?;
     }
-    text
+    Ok(())
 }
 
 /// Types whose presentation form reads back exactly; the rest are written
@@ -624,46 +646,47 @@ const PRESENTED: &[Rtype] = &[
     Rtype::TXT,
 ];
 
-fn push_record(text: &mut String, record: &Record) {
-    use std::fmt::Write;
+fn write_record(out: &mut dyn std::io::Write, record: &Record) -> std::io::Result<()> {
     if PRESENTED.contains(&record.rtype()) {
-        let _ = writeln!(text, "{record}");
-        return;
+        return writeln!(out, "{record}");
     }
     let mut data = Vec::new();
     if record.data().compose_rdata(&mut data).is_err() {
-        return;
+        return Ok(());
     }
-    let _ = write!(
-        text,
+    write!(
+        out,
         "{}. {} {} TYPE{} \\# {}",
         name_text(record.owner()).trim_end_matches('.'),
         record.ttl().as_secs(),
         record.class(),
         record.rtype().to_int(),
         data.len()
-    );
+    )?;
     if !data.is_empty() {
-        text.push(' ');
+        out.write_all(b" ")?;
         for byte in data {
-            let _ = write!(text, "{byte:02x}");
+            write!(out, "{byte:02x}")?;
         }
     }
-    text.push('\n');
+    out.write_all(b"\n")
 }
 
 /// Writes `text` to `path` so that a crash leaves the old file or the new
 /// one, never part of one: a temporary file in the same folder, fsync,
 /// rename, fsync of the folder.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("zone");
     let temp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(text.as_bytes())?;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&temp)?);
+        write(&mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         std::fs::rename(&temp, path)?;
         if let Ok(folder) = std::fs::File::open(dir) {

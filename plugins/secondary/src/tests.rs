@@ -40,7 +40,9 @@ fn a_saved_zone_reads_back_the_same() {
          x TYPE65300 \\# 3 010203\ne TYPE65301 \\# 0\nds DS 12345 8 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\nn NAPTR 100 10 \"S\" \"SIP+D2U\" \"\" _sip._udp\nhs HTTPS 1 . alpn=h2\n*.wild A 192.0.2.9\nsub NS ns.sub\nns.sub A 192.0.2.53\n"
     );
     let original = zone(&text);
-    let saved = zone_text(&apex(), &original);
+    let mut saved = Vec::new();
+    write_zone(&mut saved, &apex(), &original).unwrap();
+    let saved = String::from_utf8(saved).unwrap();
     let again = zone(&saved);
     let a: Vec<String> = original.records().map(|r| r.to_string()).collect();
     let b: Vec<String> = again.records().map(|r| r.to_string()).collect();
@@ -125,7 +127,14 @@ fn a_transfer_is_saved_atomically_and_only_when_valid() {
     let path = dir.join("db.example.org");
     let v1 = zone(V1);
     let records: Vec<Record> = v1.records().collect();
-    let (serial, fresh) = install_blocking(&apex(), &path, records.clone(), None, None).unwrap();
+    let (serial, fresh) = install_blocking(
+        &apex(),
+        &path,
+        transferred(records.clone()).unwrap(),
+        None,
+        None,
+    )
+    .unwrap();
     assert_eq!(serial, 1);
     let served = fresh.unwrap();
     // Not newer: refused, nothing written.
@@ -133,7 +142,7 @@ fn a_transfer_is_saved_atomically_and_only_when_valid() {
         install_blocking(
             &apex(),
             &path,
-            records.clone(),
+            transferred(records.clone()).unwrap(),
             Some(1),
             Some(served.clone())
         )
@@ -153,11 +162,26 @@ fn a_transfer_is_saved_atomically_and_only_when_valid() {
         www.ttl(),
         RecordData::Cname(oxidns_server::proto::domain::rdata::Cname::new(apex())),
     ));
-    assert!(install_blocking(&apex(), &path, broken, Some(1), Some(served.clone())).is_err());
+    assert!(
+        install_blocking(
+            &apex(),
+            &path,
+            transferred(broken).unwrap(),
+            Some(1),
+            Some(served.clone())
+        )
+        .is_err()
+    );
     assert_eq!(served.current().serial().into_int(), 1);
     let good: Vec<Record> = v2.records().collect();
-    let (serial, fresh) =
-        install_blocking(&apex(), &path, good, Some(1), Some(served.clone())).unwrap();
+    let (serial, fresh) = install_blocking(
+        &apex(),
+        &path,
+        transferred(good).unwrap(),
+        Some(1),
+        Some(served.clone()),
+    )
+    .unwrap();
     assert_eq!((serial, fresh.is_none()), (2, true));
     assert_eq!(served.current().serial().into_int(), 2);
     let leftovers: Vec<_> = std::fs::read_dir(&dir)
