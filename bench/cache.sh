@@ -37,6 +37,8 @@ ORIGIN=example.com
 # ------------------------------------------------------------------ memory phase (in a netns)
 # Runs as `bash cache.sh __memory OXIDNS_BIN MEMDIR` inside `unshare -n` (only lo exists).
 if [ "${1:-}" = __memory ]; then
+  # shellcheck source=bench/lib.sh
+  . "$HERE/lib.sh"
   OX=$2; MEM=$3; N=${NENTRIES:-100000}; KP=5501; OP=5502; UP=5503; MP=5504
   CPU=${SERVER_CPU:-0}; LOAD_CPU=${LOAD_CPU:-1}
   mkdir -p "$MEM/data" "$MEM/knot/db" "$MEM/oxidns" "$MEM/unbound"
@@ -98,32 +100,7 @@ EOF
   printf '.:%s {\n    bind 127.0.0.1\n    prometheus 127.0.0.1:%s\n    cache {\n        success %s\n        denial 10000\n    }\n    forward . 127.0.0.1:%s\n}\n' \
     "$OP" "$MP" "$((2 * N))" "$KP" >"$MEM/oxidns/Corefile"
   # unbound as peers.sh runs it, with caches large enough not to evict (limits, not preallocated)
-  cat >"$MEM/unbound/unbound.conf" <<EOF
-server:
-    interface: 127.0.0.1@$UP
-    port: $UP
-    num-threads: 1
-    do-ip6: no
-    do-not-query-localhost: no
-    username: ""
-    chroot: ""
-    directory: "$MEM/unbound"
-    pidfile: "$MEM/unbound/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    access-control: 127.0.0.0/8 allow
-    module-config: "iterator"
-    qname-minimisation: no
-    msg-cache-size: 512m
-    rrset-cache-size: 1024m
-    so-reuseport: no
-remote-control:
-    control-enable: no
-forward-zone:
-    name: "."
-    forward-addr: 127.0.0.1@$KP
-EOF
+  unbound_conf "$MEM/unbound" "$UP" "$KP" 512m 1024m >"$MEM/unbound/unbound.conf"
   echo "== memory per cached answer: $N distinct names (hostNNNNN.$ORIGIN A), one dnsperf pass at 20k qps; loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
   start knot "$KP" "$LOAD_CPU" knotd -c "$MEM/knot/knot.conf" || exit 1
   KPID=$SPID
@@ -222,7 +199,7 @@ python3 "$HERE/report.py" "$RESULTS" --skip "$START" --kind cache --base best --
 
 if [ "$MEMORY" = 1 ]; then
   echo
-  cp "$HERE/cache.sh" "$TMP/cache.sh"   # a copy, like peers.sh: bash reads scripts lazily
+  cp "$HERE/cache.sh" "$HERE/lib.sh" "$TMP/"   # copies, like peers.sh: bash reads scripts lazily
   mkdir -p "$WORK/memory"
   rm -rf "$WORK/memory/oxidns" "$WORK/memory/unbound" "$WORK/memory/knot"
   NENTRIES=${NENTRIES:-100000} timeout 900 unshare -n bash -c 'ip link set lo up && exec bash "$0" __memory "$1" "$2"' \

@@ -71,32 +71,8 @@ if [ "$MODE" = cache ]; then
   UPSTREAM_PID=$!
   printf '.:5471 {\n    bind 127.0.0.1\n    cache {\n        success 100000\n        denial 100000\n    }\n    forward . 127.0.0.1:5473\n}\n' >"$OUT/Corefile"
   printf '.:5474 {\n    bind 127.0.0.1\n    prometheus 127.0.0.1:5475\n    cache {\n        success 100000\n        denial 100000\n    }\n    forward . 127.0.0.1:5473\n}\n' >"$OUT/Corefile.prometheus"
-  cat >"$OUT/unbound.conf" <<UNBOUND
-server:
-    interface: 127.0.0.1@5476
-    port: 5476
-    num-threads: 1
-    do-ip6: no
-    do-not-query-localhost: no
-    username: ""
-    chroot: ""
-    directory: "$OUT"
-    pidfile: "$OUT/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    access-control: 127.0.0.0/8 allow
-    module-config: "iterator"
-    qname-minimisation: no
-    msg-cache-size: 64m
-    rrset-cache-size: 128m
-    so-reuseport: no
-remote-control:
-    control-enable: no
-forward-zone:
-    name: "."
-    forward-addr: 127.0.0.1@5473
-UNBOUND
+  # Unbound as peers.sh runs it, on 5476.
+  unbound_conf "$OUT" 5476 5473 64m 128m >"$OUT/unbound.conf"
   {
     measure oxidns 5471 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile"
     measure oxidns-prometheus 5474 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile.prometheus"

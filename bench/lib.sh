@@ -92,3 +92,35 @@ build_and_snapshot() {
   echo "== oxidns $rev ($("$TMP/oxidns" -version | head -1)), built $(date -u -r "$REPO/target/release/oxidns" +%FT%TZ), sha256 $(sha256sum "$TMP/oxidns" | cut -c1-12), snapshot $TMP/oxidns"
   echo "== $(date -u +%FT%TZ)  $(uname -srm)  nproc=$(nproc)  loadavg: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
+
+# unbound_conf DIR PORT UPSTREAM_PORT MSG_CACHE RRSET_CACHE: an unbound.conf on stdout for Unbound
+# as peers.sh runs it (one thread, the iterator only, forwarding everything to 127.0.0.1 at
+# UPSTREAM_PORT), listening on 127.0.0.1 at PORT, with its files in DIR.
+unbound_conf() {
+  cat <<EOF
+server:
+    interface: 127.0.0.1@$2
+    port: $2
+    num-threads: 1
+    do-ip6: no
+    do-not-query-localhost: no
+    username: ""
+    chroot: ""
+    directory: "$1"
+    pidfile: "$1/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 0
+    access-control: 127.0.0.0/8 allow
+    module-config: "iterator"
+    qname-minimisation: no
+    msg-cache-size: $4
+    rrset-cache-size: $5
+    so-reuseport: no
+remote-control:
+    control-enable: no
+forward-zone:
+    name: "."
+    forward-addr: 127.0.0.1@$3
+EOF
+}
