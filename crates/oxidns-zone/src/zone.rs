@@ -1356,6 +1356,37 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    /// Data that would not come back from the store as it went in (here
+    /// three octets given as an A record's) is refused at its line: the
+    /// loaded records keep such a record whole for the builder to say so.
+    #[test]
+    fn data_that_would_not_come_back_is_refused_at_its_line() {
+        use domain::base::rdata::UnknownRecordData;
+        let apex = name_from_str("example.org").unwrap();
+        let mut records = parse_zone_text(HEAD, "db.example.org", &apex).unwrap();
+        let data =
+            UnknownRecordData::from_octets(Rtype::A, Bytes::from_static(&[192, 0, 2])).unwrap();
+        records.push(SourcedRecord {
+            record: Record::new(
+                name_from_str("odd.example.org").unwrap(),
+                Class::IN,
+                Ttl::from_secs(60),
+                RecordData::Unknown(data),
+            ),
+            file: Arc::from("transfer"),
+            line: 7,
+        });
+        let problems: Vec<String> = Zone::build(&apex, records)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            problems,
+            ["transfer:7: the A record's data cannot be stored"]
+        );
+    }
+
     #[test]
     fn every_name_is_found_by_the_index_and_no_other() {
         let mut text = HEAD.to_string();
