@@ -90,7 +90,7 @@ pub fn load_zone_file(path: &Path, origin: &Name) -> Result<LoadedRecords, ZoneF
         message: format!("cannot read zone file: {e}"),
     };
     let text = std::fs::read(path).map_err(whole_file_error)?;
-    let mut loader = Loader::default();
+    let mut loader = Loader::<LoadedRecords>::default();
     if let Ok(canonical) = std::fs::canonicalize(path) {
         loader.stack.push(canonical);
     }
@@ -106,23 +106,51 @@ pub fn parse_zone_text(
     file_name: &str,
     origin: &Name,
 ) -> Result<Vec<SourcedRecord>, ZoneFileError> {
-    let mut loader = Loader::default();
+    // Parsed as they are: these records are used one by one (a template's
+    // record per query), not held for a zone build.
+    let mut loader = Loader::<Vec<SourcedRecord>>::default();
     loader.load(
         text.as_bytes(),
         &Arc::from(file_name),
         Path::new(""),
         origin.clone(),
     )?;
-    Ok(loader.records.iter().collect())
+    Ok(loader.records)
 }
 
 //------------ Loading -------------------------------------------------------
 
 #[derive(Default)]
-struct Loader {
-    records: LoadedRecords,
+struct Loader<R> {
+    records: R,
     /// Canonical paths of the files being read, outermost first.
     stack: Vec<PathBuf>,
+}
+
+/// Where a [`Loader`] puts the records it reads: parsed, or in wire form
+/// for a zone build ([`LoadedRecords`]).
+trait RecordSink: Default {
+    fn push(&mut self, record: Record, file: &Arc<str>, line: u32) -> Result<(), String>;
+}
+
+impl RecordSink for Vec<SourcedRecord> {
+    fn push(&mut self, record: Record, file: &Arc<str>, line: u32) -> Result<(), String> {
+        Vec::push(
+            self,
+            SourcedRecord {
+                record,
+                file: file.clone(),
+                line,
+            },
+        );
+        Ok(())
+    }
+}
+
+impl RecordSink for LoadedRecords {
+    fn push(&mut self, record: Record, file: &Arc<str>, line: u32) -> Result<(), String> {
+        LoadedRecords::push(self, record, file, line)
+    }
 }
 
 /// Where `domain` stands in the text it was fed.
@@ -143,7 +171,7 @@ impl Feed {
     }
 }
 
-impl Loader {
+impl<R: RecordSink> Loader<R> {
     /// Reads one file's text with `origin` as its initial origin.
     fn load(
         &mut self,
