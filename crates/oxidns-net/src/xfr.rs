@@ -556,6 +556,9 @@ fn closed(e: std::io::Error) -> XfrError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oxidns_proto::domain::rdata::{A, Txt};
+    use oxidns_proto::name_from_str;
+    use tokio::net::TcpListener;
 
     /// Every record of an AXFR, in a list.
     async fn axfr_all(
@@ -571,9 +574,6 @@ mod tests {
         .await?;
         Ok(records)
     }
-    use oxidns_proto::domain::rdata::{A, Txt};
-    use oxidns_proto::name_from_str;
-    use tokio::net::TcpListener;
 
     fn name(text: &str) -> Name {
         name_from_str(text).unwrap()

@@ -281,8 +281,9 @@ pub struct Request {
     /// ([`Handler::reads_answers`]). The server starts it true and [`Next`]
     /// clears it on the way down; false for requests made elsewhere.
     pub wire_answers: bool,
-    /// Inline room for `log`'s and `prometheus`'s: no allocation per request
-    /// (their closures capture nothing or are boxed anyway).
+    /// Inline room for two (`log`'s and `prometheus`'s): the list costs no
+    /// allocation per request, and `prometheus`'s observer, which captures
+    /// nothing, none either.
     observers: SmallVec<[WriteObserver; 2]>,
     follow_ups: Option<mpsc::Receiver<Response>>,
     signer: Option<SharedSigner>,

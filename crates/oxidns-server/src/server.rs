@@ -1145,6 +1145,7 @@ mod tests {
             assert_eq!(&bytes.slice(len / 2..)[..], &datagram[len / 2..]);
         }
     }
+
     /// Answers NOERROR after the delay given as its argument (milliseconds).
     struct Slow(u64);
 

@@ -215,8 +215,8 @@ fn count_allocation() {
 /// Serves `config` (one block, on 127.0.0.1 port 0: a port free for UDP and
 /// TCP is picked) from a thread of its own (a one-thread runtime, as one
 /// worker), asks it each of `questions` `warm` times, then each once more,
-/// and returns the heap allocations its thread made per query in that last
-/// round, on whatever thread. Needs [`CountingAllocator`] installed; each
+/// and returns the heap allocations made per query in that last round on
+/// every thread but the asking one. Needs [`CountingAllocator`] installed; each
 /// answer must be to its question and hold records.
 pub fn allocations_per_udp_query(config: Config, questions: &[(&str, Rtype)], warm: usize) -> f64 {
     use std::sync::atomic::Ordering;

@@ -21,9 +21,8 @@ use metrics::{
 use metrics_util::registry::{Registry, Storage};
 
 /// CoreDNS's duration buckets: 0.25 ms doubling 16 times.
-pub(crate) fn duration_buckets() -> Vec<f64> {
-    (0..16).map(|i| 0.00025 * f64::from(1u32 << i)).collect()
-}
+static DURATION_BUCKETS: LazyLock<Vec<f64>> =
+    LazyLock::new(|| (0..16).map(|i| 0.00025 * f64::from(1u32 << i)).collect());
 
 /// CoreDNS's message size buckets, in bytes.
 const SIZE_BUCKETS: [f64; 14] = [
@@ -174,9 +173,7 @@ impl HistogramFn for BucketHistogram {
 
 /// How series are stored: slotted counters and histograms, plain gauges
 /// (a gauge is set, not summed).
-struct SlottedStorage {
-    duration_buckets: &'static [f64],
-}
+struct SlottedStorage;
 
 impl Storage<Key> for SlottedStorage {
     type Counter = Arc<SlottedCounter>;
@@ -194,7 +191,7 @@ impl Storage<Key> for SlottedStorage {
     fn histogram(&self, key: &Key) -> Self::Histogram {
         let name = key.name();
         let bounds: &'static [f64] = if name.ends_with("_duration_seconds") {
-            self.duration_buckets
+            &DURATION_BUCKETS
         } else if name.ends_with("_size_bytes") {
             &SIZE_BUCKETS
         } else {
@@ -214,9 +211,7 @@ pub(crate) struct SlottedRecorder {
 impl SlottedRecorder {
     pub(crate) fn new() -> SlottedRecorder {
         SlottedRecorder {
-            registry: Registry::new(SlottedStorage {
-                duration_buckets: duration_buckets().leak(),
-            }),
+            registry: Registry::new(SlottedStorage),
             descriptions: Mutex::new(BTreeMap::new()),
         }
     }
@@ -480,7 +475,7 @@ mod tests {
 
     #[test]
     fn buckets_are_coredns_s() {
-        let buckets = duration_buckets();
+        let buckets = &DURATION_BUCKETS;
         assert_eq!(buckets.len(), 16);
         assert!((buckets[0] - 0.00025).abs() < 1e-12);
         assert!((buckets[15] - 8.192).abs() < 1e-9);

@@ -672,8 +672,8 @@ fn write_record(out: &mut dyn std::io::Write, record: &Record) -> std::io::Resul
     out.write_all(b"\n")
 }
 
-/// Writes `text` to `path` so that a crash leaves the old file or the new
-/// one, never part of one: a temporary file in the same folder, fsync,
+/// Writes to `path` what `write` writes, so that a crash leaves the old
+/// file or the new one, never part of one: a temporary file in the same folder, fsync,
 /// rename, fsync of the folder.
 fn write_atomically(
     path: &Path,
