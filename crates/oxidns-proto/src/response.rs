@@ -18,7 +18,7 @@ use domain::rdata::ZoneRecordData;
 
 use crate::edns::{Edns, EdnsOption};
 use crate::query::{MalformedQuery, Query};
-use crate::wire::{Section, WireSections};
+use crate::wire::{Section, WireHeader, WireSections};
 use crate::{DEFAULT_UDP_PAYLOAD, Name, Record};
 
 type Builder = MessageBuilder<StaticCompressor<Vec<u8>>>;
@@ -155,7 +155,32 @@ impl Response {
                 }
             }
         }
-        WireSections::from_message(&message, query.qname.as_slice().len() + 4, &rrsets, tag)
+        let header = WireHeader {
+            rcode: self.rcode,
+            authoritative: self.authoritative,
+            recursion_available: self.recursion_available,
+            authentic_data: self.authentic_data,
+        };
+        WireSections::from_message(
+            &message,
+            query.qname.as_slice().len() + 4,
+            &rrsets,
+            tag,
+            header,
+        )
+    }
+
+    /// A response in wire form: `sections` and the header values kept with
+    /// them ([`Response::wire_sections`]), no records.
+    pub fn from_wire(sections: WireSections) -> Response {
+        let header = sections.header();
+        let mut response = Response::new(Rcode::NOERROR);
+        response.rcode = header.rcode;
+        response.authoritative = header.authoritative;
+        response.recursion_available = header.recursion_available;
+        response.authentic_data = header.authentic_data;
+        response.wire = Some(sections);
+        response
     }
 
     /// The 4-bit header part of the rcode.

@@ -11,23 +11,68 @@
 //! Truncation keeps whole RRsets as [`crate::Response::encode`] does (RFC
 //! 2181 §9), from the ends of RRsets recorded at encoding.
 
-use std::sync::Arc;
+use crate::OptRcode;
 
 /// The sections of a response in wire form, for one question (see the
 /// module docs), with an optional tag the keeper stores beside them (the
-/// zone's question key). Everything is in one shared block of memory, so a
-/// hit reads one place; cloning is one reference count.
+/// zone's question key), and what the response's header said. Everything is
+/// in one block of memory ([`WireBlock`]), so a hit reads one place;
+/// cloning is one reference count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WireSections {
-    /// [`HEAD`] bytes (question length, RRset count, tag length, all u16),
-    /// then an [`RRSET_LEN`]-byte entry per RRset (end u32, records u16,
-    /// section u8, unused u8), then the tag, then the records.
-    block: Arc<[u8]>,
+    block: WireBlock,
     /// Seconds to take off every record's TTL when sent (cache hits).
     age: u32,
 }
 
-const HEAD: usize = 6;
+/// The shared block of [`WireSections`]: a thin pointer (a slot of an
+/// `arc_swap` table holds one without a second allocation). Its bytes are
+/// an [`RRSET_LEN`]-byte entry per RRset (end u32, records u16, section u8,
+/// unused u8), then the tag, then the records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireBlock(triomphe::ThinArc<WireHead, u8>);
+
+/// The fixed part of a [`WireBlock`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct WireHead {
+    question_len: u16,
+    rrsets: u16,
+    tag_len: u16,
+    /// The response's rcode and header flags ([`WireSections::header`]).
+    rcode: OptRcode,
+    authoritative: bool,
+    recursion_available: bool,
+    authentic_data: bool,
+}
+
+// SAFETY: every function is the `RefCnt` of the one field of this
+// wrapper, so pointers handed out and taken back are `ThinArc`'s own.
+unsafe impl arc_swap::RefCnt for WireBlock {
+    type Base = std::ffi::c_void;
+
+    fn into_ptr(me: Self) -> *mut Self::Base {
+        arc_swap::RefCnt::into_ptr(me.0)
+    }
+
+    fn as_ptr(me: &Self) -> *mut Self::Base {
+        arc_swap::RefCnt::as_ptr(&me.0)
+    }
+
+    unsafe fn from_ptr(ptr: *const Self::Base) -> Self {
+        // SAFETY: `ptr` came from `into_ptr` above, as the caller promises.
+        WireBlock(unsafe { arc_swap::RefCnt::from_ptr(ptr) })
+    }
+}
+
+/// The header values kept with [`WireSections`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireHeader {
+    pub rcode: OptRcode,
+    pub authoritative: bool,
+    pub recursion_available: bool,
+    pub authentic_data: bool,
+}
+
 const RRSET_LEN: usize = 8;
 
 /// The sections after the question, in order.
@@ -58,31 +103,36 @@ impl WireSections {
         question_len: usize,
         rrsets: &[(Section, u16)],
         tag: &[u8],
+        header: WireHeader,
     ) -> Option<WireSections> {
         let records = message.get(12 + question_len..)?;
-        let mut block =
-            Vec::with_capacity(HEAD + rrsets.len() * RRSET_LEN + tag.len() + records.len());
-        for value in [question_len, rrsets.len(), tag.len()] {
-            block.extend_from_slice(&u16::try_from(value).ok()?.to_le_bytes());
-        }
+        let mut bytes = Vec::with_capacity(rrsets.len() * RRSET_LEN + tag.len() + records.len());
         let mut at = 0;
         for &(section, count) in rrsets {
             for _ in 0..count {
                 at = record_parts(records, at)?.1;
             }
-            block.extend_from_slice(&u32::try_from(at).ok()?.to_le_bytes());
-            block.extend_from_slice(&count.to_le_bytes());
-            block.extend_from_slice(&[section as u8, 0]);
+            bytes.extend_from_slice(&u32::try_from(at).ok()?.to_le_bytes());
+            bytes.extend_from_slice(&count.to_le_bytes());
+            bytes.extend_from_slice(&[section as u8, 0]);
         }
         if at != records.len() {
             return None;
         }
-        block.extend_from_slice(tag);
-        block.extend_from_slice(records);
-        Some(WireSections {
-            block: block.into(),
-            age: 0,
-        })
+        bytes.extend_from_slice(tag);
+        bytes.extend_from_slice(records);
+        let head = WireHead {
+            question_len: u16::try_from(question_len).ok()?,
+            rrsets: u16::try_from(rrsets.len()).ok()?,
+            tag_len: u16::try_from(tag.len()).ok()?,
+            rcode: header.rcode,
+            authoritative: header.authoritative,
+            recursion_available: header.recursion_available,
+            authentic_data: header.authentic_data,
+        };
+        Some(WireSections::from(WireBlock(
+            triomphe::ThinArc::from_header_and_slice(head, &bytes),
+        )))
     }
 
     /// The same sections with every TTL lowered by `seconds` when sent
@@ -94,47 +144,40 @@ impl WireSections {
         }
     }
 
-    fn head(&self, index: usize) -> usize {
-        usize::from(u16::from_le_bytes([
-            self.block[2 * index],
-            self.block[2 * index + 1],
-        ]))
+    /// The shared block, to keep (as sections again with `from`).
+    pub fn into_block(self) -> WireBlock {
+        self.block
     }
 
     /// Wire length of the question these sections follow.
     pub fn question_len(&self) -> usize {
-        self.head(0)
+        usize::from(self.block.head().question_len)
+    }
+
+    /// The header values of the response these sections came from.
+    pub fn header(&self) -> WireHeader {
+        let head = self.block.head();
+        WireHeader {
+            rcode: head.rcode,
+            authoritative: head.authoritative,
+            recursion_available: head.recursion_available,
+            authentic_data: head.authentic_data,
+        }
     }
 
     /// The tag stored with the sections.
     pub fn tag(&self) -> &[u8] {
-        let start = HEAD + self.head(1) * RRSET_LEN;
-        &self.block[start..start + self.head(2)]
-    }
-
-    /// The records of the three sections.
-    fn records(&self) -> &[u8] {
-        &self.block[HEAD + self.head(1) * RRSET_LEN + self.head(2)..]
-    }
-
-    /// Each RRset: where it ends in [`WireSections::records`], its records and section.
-    fn rrsets(&self) -> impl Iterator<Item = (usize, u16, u8)> + '_ {
-        self.block[HEAD..HEAD + self.head(1) * RRSET_LEN]
-            .chunks_exact(RRSET_LEN)
-            .map(|e| {
-                let end = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as usize;
-                (end, u16::from_le_bytes([e[4], e[5]]), e[6])
-            })
+        self.block.tag()
     }
 
     /// Bytes the records take in full.
     pub fn len(&self) -> usize {
-        self.records().len()
+        self.block.records().len()
     }
 
     /// Whether there are no records.
     pub fn is_empty(&self) -> bool {
-        self.records().is_empty()
+        self.block.records().is_empty()
     }
 
     /// The longest run of whole RRsets that fits in `budget` bytes.
@@ -142,7 +185,7 @@ impl WireSections {
         let mut counts = [0u16; 3];
         let mut end = 0;
         let mut truncated = false;
-        for (rrset_end, records, section) in self.rrsets() {
+        for (rrset_end, records, section) in self.block.rrsets() {
             if rrset_end > budget {
                 truncated = section != Section::Additional as u8;
                 break;
@@ -151,7 +194,7 @@ impl WireSections {
             end = rrset_end;
         }
         Fit {
-            bytes: &self.records()[..end],
+            bytes: &self.block.records()[..end],
             counts,
             truncated,
         }
@@ -174,6 +217,44 @@ impl WireSections {
             records[ttl_at..ttl_at + 4].copy_from_slice(&aged.to_be_bytes());
             at = end;
         }
+    }
+}
+
+impl From<WireBlock> for WireSections {
+    /// Kept sections, sent with their TTLs as stored.
+    fn from(block: WireBlock) -> WireSections {
+        WireSections { block, age: 0 }
+    }
+}
+
+impl WireBlock {
+    fn head(&self) -> &WireHead {
+        &self.0.header.header
+    }
+
+    fn rrset_bytes(&self) -> usize {
+        usize::from(self.head().rrsets) * RRSET_LEN
+    }
+
+    /// The tag stored with the sections.
+    pub fn tag(&self) -> &[u8] {
+        let start = self.rrset_bytes();
+        &self.0.slice[start..start + usize::from(self.head().tag_len)]
+    }
+
+    /// The records of the three sections.
+    fn records(&self) -> &[u8] {
+        &self.0.slice[self.rrset_bytes() + usize::from(self.head().tag_len)..]
+    }
+
+    /// Each RRset: where it ends in [`WireBlock::records`], its records and section.
+    fn rrsets(&self) -> impl Iterator<Item = (usize, u16, u8)> + '_ {
+        self.0.slice[..self.rrset_bytes()]
+            .chunks_exact(RRSET_LEN)
+            .map(|e| {
+                let end = u32::from_le_bytes([e[0], e[1], e[2], e[3]]) as usize;
+                (end, u16::from_le_bytes([e[4], e[5]]), e[6])
+            })
     }
 }
 

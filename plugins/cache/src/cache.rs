@@ -309,12 +309,9 @@ impl Entry {
     fn answer_in_wire_form(&self, now: Duration, keepttl: bool) -> Option<Response> {
         let wire = self.wire.as_ref()?;
         let age = self.ttl_age(now, keepttl);
-        let stored = &self.response;
-        let mut response = Response::new(oxidns_server::proto::Rcode::NOERROR);
-        response.rcode = stored.rcode;
-        response.recursion_available = stored.recursion_available;
-        response.authentic_data = stored.authentic_data;
-        response.wire = Some(wire.aged(age));
+        let mut response = Response::from_wire(wire.aged(age));
+        // As `answer`: the cache is no authority for what it stored.
+        response.authoritative = false;
         Some(response)
     }
 
