@@ -71,11 +71,15 @@ if [ "$MODE" = cache ]; then
   UPSTREAM_PID=$!
   printf '.:5471 {\n    bind 127.0.0.1\n    cache {\n        success 100000\n        denial 100000\n    }\n    forward . 127.0.0.1:5473\n}\n' >"$OUT/Corefile"
   printf '.:5474 {\n    bind 127.0.0.1\n    prometheus 127.0.0.1:5475\n    cache {\n        success 100000\n        denial 100000\n    }\n    forward . 127.0.0.1:5473\n}\n' >"$OUT/Corefile.prometheus"
+  # The shape of CoreDNS's default Kubernetes Corefile, less `kubernetes`: `loadbalance` reorders
+  # every answer after the cache.
+  printf '.:5477 {\n    errors\n    health 127.0.0.1:5478\n    ready 127.0.0.1:5479\n    prometheus 127.0.0.1:5480\n    forward . 127.0.0.1:5473\n    cache {\n        success 100000\n        denial 100000\n    }\n    loop\n    reload\n    loadbalance\n}\n' >"$OUT/Corefile.coredns"
   # Unbound as peers.sh runs it, on 5476.
   unbound_conf "$OUT" 5476 5473 64m 128m >"$OUT/unbound.conf"
   {
     measure oxidns 5471 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile"
     measure oxidns-prometheus 5474 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile.prometheus"
+    measure oxidns-coredns-default 5477 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile.coredns"
     measure unbound 5476 unbound -d -p -c "$OUT/unbound.conf"
   } | tee "$OUT/results.txt"
   PEER=unbound

@@ -19,7 +19,7 @@ mod zone_map;
 pub use edns::{Edns, EdnsOption, option_code};
 pub use query::{MalformedQuery, Query, QueryError};
 pub use response::{ReceivedResponse, Response, ResponseParseError, encode_error};
-pub use wire::{WireBlock, WireHeader, WireSections};
+pub use wire::{WireBlock, WireHeader, WireRRset, WireSections};
 pub use zone_map::ZoneMap;
 
 pub use domain;

@@ -183,6 +183,36 @@ impl Response {
         response
     }
 
+    /// Gives a response in wire form its records back, decoded from what
+    /// it would send to `query` (TTLs aged, names in the query's case), for
+    /// a plugin that must work on records after all. `false`, and the
+    /// response left as it was, if they do not decode.
+    pub fn decode_wire(&mut self, query: &Query) -> bool {
+        let Some(wire) = self.wire.take() else {
+            return true;
+        };
+        // Without EDNS no OPT record is added, and every record fits.
+        let plain = Query {
+            edns: None,
+            ..query.clone()
+        };
+        let mut message = Vec::new();
+        self.encode_wire(&wire, &plain, usize::from(u16::MAX), &mut message);
+        match Response::parse(&message) {
+            Ok(decoded) => {
+                let decoded = decoded.response;
+                self.answer = decoded.answer;
+                self.authority = decoded.authority;
+                self.additional = decoded.additional;
+                true
+            }
+            Err(_) => {
+                self.wire = Some(wire);
+                false
+            }
+        }
+    }
+
     /// The 4-bit header part of the rcode.
     pub fn header_rcode(&self) -> Rcode {
         self.rcode.rcode()
@@ -531,7 +561,7 @@ pub fn encode_error(query: &MalformedQuery, rcode: Rcode) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{RecordData, Ttl, name_from_str};
+    use crate::{RecordData, Ttl, WireRRset, name_from_str};
     use domain::rdata::{A, Txt};
     use std::net::Ipv4Addr;
 
@@ -701,6 +731,110 @@ mod tests {
             assert_eq!(got.question.as_ref().unwrap().0.to_string(), "WwW.ExAmple");
             assert_eq!(got.response, want.response);
             assert_eq!(got.id, 0xBEEF);
+        }
+    }
+
+    #[test]
+    fn wire_form_keeps_the_header_values_and_decodes_back_to_the_records() {
+        let query = query_for("www.example", Rtype::A, edns(1232, true));
+        for response in sample_responses() {
+            let sections = response
+                .wire_sections(&query.qname, query.qtype, query.qclass, &[])
+                .unwrap();
+            let mut wire = Response::from_wire(sections);
+            assert_eq!(
+                (wire.rcode, wire.authoritative, wire.recursion_available),
+                (
+                    response.rcode,
+                    response.authoritative,
+                    response.recursion_available
+                )
+            );
+            assert_eq!(wire.authentic_data, response.authentic_data);
+            assert!(wire.decode_wire(&query));
+            assert!(wire.wire.is_none());
+            assert_eq!(
+                [wire.answer, wire.authority, wire.additional],
+                [
+                    response.answer.clone(),
+                    response.authority.clone(),
+                    response.additional.clone()
+                ]
+            );
+        }
+    }
+
+    /// The answer records of `response` sent to `query`, as `last octet` of each A.
+    fn a_order(response: &Response, query: &Query) -> Vec<String> {
+        let got = Response::parse(&response.encode(query, 1232)).unwrap();
+        [got.response.answer, got.response.additional]
+            .concat()
+            .iter()
+            .map(|r| r.data().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn shuffled_wire_sections_reorder_address_records_in_place() {
+        let query = query_for("www.example", Rtype::A, None);
+        let mut response = Response::new(Rcode::NOERROR);
+        for last in 1..=3 {
+            response.answer.push(a("www.example", last));
+        }
+        let sections = response
+            .wire_sections(&query.qname, query.qtype, query.qclass, &[])
+            .unwrap()
+            .aged(10);
+        let every = |_: &WireRRset| true;
+        // Fisher–Yates draws: each record stays, or each swaps with the first.
+        let kept = sections.shuffled(every, |below| below - 1).unwrap();
+        let rotated = sections.shuffled(every, |_| 0).unwrap();
+        let sent = |sections: WireSections| a_order(&Response::from_wire(sections), &query);
+        assert_eq!(sent(kept), ["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+        assert_eq!(
+            sent(rotated.clone()),
+            ["192.0.2.2", "192.0.2.3", "192.0.2.1"]
+        );
+        // The original is untouched; the age goes with the copy.
+        assert_eq!(
+            sent(sections.clone()),
+            ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+        );
+        let ttls = Response::parse(&Response::from_wire(rotated).encode(&query, 512)).unwrap();
+        assert!(ttls.response.answer.iter().all(|r| r.ttl().as_secs() == 50));
+        let rrsets: Vec<WireRRset> = sections.rrsets().collect();
+        assert_eq!(rrsets.len(), 1);
+        assert_eq!((rrsets[0].rtype, rrsets[0].records), (Rtype::A, 3));
+        assert_eq!(rrsets[0].owner_pointer, Some(12), "the question's name");
+    }
+
+    #[test]
+    fn records_that_cannot_move_are_never_shuffled() {
+        let query = query_for("www.example", Rtype::A, None);
+        // The first glue record writes its owner out, the second points to it.
+        let mut glue = Response::new(Rcode::NOERROR);
+        glue.additional.push(a("g.example", 1));
+        glue.additional.push(a("g.example", 2));
+        // MX data holds names.
+        let mut mx = Response::new(Rcode::NOERROR);
+        for (preference, exchange) in [(10, "mx1.example"), (20, "mx2.example")] {
+            mx.answer.push(Record::new(
+                name_from_str("www.example").unwrap(),
+                Class::IN,
+                Ttl::from_secs(60),
+                RecordData::Mx(domain::rdata::Mx::new(
+                    preference,
+                    name_from_str(exchange).unwrap(),
+                )),
+            ));
+        }
+        for response in [glue, mx] {
+            let sections = response
+                .wire_sections(&query.qname, query.qtype, query.qclass, &[])
+                .unwrap();
+            assert!(sections.shuffled(|_| true, |_| 0).is_none());
+            // Not chosen: left alone.
+            assert!(sections.shuffled(|_| false, |_| 0).is_some());
         }
     }
 

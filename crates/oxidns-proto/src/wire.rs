@@ -11,7 +11,7 @@
 //! Truncation keeps whole RRsets as [`crate::Response::encode`] does (RFC
 //! 2181 §9), from the ends of RRsets recorded at encoding.
 
-use crate::OptRcode;
+use crate::{OptRcode, Rtype};
 
 /// The sections of a response in wire form, for one question (see the
 /// module docs), with an optional tag the keeper stores beside them (the
@@ -217,6 +217,101 @@ impl WireSections {
             records[ttl_at..ttl_at + 4].copy_from_slice(&aged.to_be_bytes());
             at = end;
         }
+    }
+}
+
+/// An RRset of [`WireSections`], as [`WireSections::rrsets`] lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireRRset {
+    /// 0 answer, 1 authority, 2 additional.
+    pub section: u8,
+    pub rtype: Rtype,
+    pub records: u16,
+    /// Where the owner name of its first record points when it is only a
+    /// compression pointer: RRsets of one type with the same pointer have
+    /// the same owner.
+    pub owner_pointer: Option<u16>,
+}
+
+impl WireSections {
+    /// The RRsets in the order they are sent.
+    pub fn rrsets(&self) -> impl Iterator<Item = WireRRset> + '_ {
+        let records = self.block.records();
+        let mut start = 0;
+        self.block.rrsets().map(move |(end, count, section)| {
+            let fixed = skip_name(records, start).unwrap_or(start);
+            let owner_pointer = (fixed == start + 2 && records[start] >= 0xC0)
+                .then(|| u16::from_be_bytes([records[start] & 0x3F, records[start + 1]]));
+            let rtype = Rtype::from_int(u16::from_be_bytes([records[fixed], records[fixed + 1]]));
+            start = end;
+            WireRRset {
+                section,
+                rtype,
+                records: count,
+                owner_pointer,
+            }
+        })
+    }
+
+    /// These sections with the records of each RRset that `chosen` picks
+    /// in a random order, each
+    /// order as likely, as `random_below(n)` (a number below `n`) draws it:
+    /// round robin in wire form. Only A and AAAA RRsets whose owners are
+    /// compression pointers can be reordered so (their records then have
+    /// one length, and no name of the message starts inside them); `None`
+    /// if `chosen` picks another. The copy is one new block.
+    pub fn shuffled(
+        &self,
+        chosen: impl Fn(&WireRRset) -> bool,
+        mut random_below: impl FnMut(usize) -> usize,
+    ) -> Option<WireSections> {
+        let mut block = self.block.0.clone();
+        let head = *self.block.head();
+        let records_at = self.block.rrset_bytes() + usize::from(head.tag_len);
+        let mut copied = false;
+        let mut start = 0;
+        for ((end, count, _), rrset) in self.block.rrsets().zip(self.rrsets()) {
+            let (rrset_start, count) = (start, usize::from(count));
+            start = end;
+            if count < 2 || !chosen(&rrset) {
+                continue;
+            }
+            let records = &self.block.records()[rrset_start..end];
+            let length = (end - rrset_start) / count;
+            let movable = (0..count).all(|i| {
+                let record = &records[i * length..(i + 1) * length];
+                // A bare pointer as the owner, then the fixed fields.
+                record_parts(record, 0) == Some((2, length))
+                    && record[0] >= 0xC0
+                    && [Rtype::A, Rtype::AAAA]
+                        .contains(&Rtype::from_int(u16::from_be_bytes([record[2], record[3]])))
+            });
+            if !movable {
+                return None;
+            }
+            if !copied {
+                block = triomphe::ThinArc::from_header_and_slice(head, &self.block.0.slice);
+                copied = true;
+            }
+            block.with_arc_mut(|block| {
+                let bytes = triomphe::Arc::get_mut(block)
+                    .expect("a block made just above")
+                    .slice_mut();
+                let rrset = &mut bytes[records_at + rrset_start..records_at + end];
+                // Fisher–Yates over records of one length.
+                for i in (1..count).rev() {
+                    let j = random_below(i + 1);
+                    if j != i {
+                        let (low, high) = rrset.split_at_mut(i * length);
+                        low[j * length..(j + 1) * length].swap_with_slice(&mut high[..length]);
+                    }
+                }
+            });
+        }
+        Some(WireSections {
+            block: WireBlock(block),
+            age: self.age,
+        })
     }
 }
 

@@ -73,10 +73,15 @@ mod tests {
             "prometheus\nerrors\nlog . {class denial}",
             "acl",
             "cookies",
+            "loadbalance",
         ] {
             assert!(wire_answers(plugins), "{plugins:?}");
         }
-        for plugins in ["loadbalance", "cache", "autopath @kubernetes"] {
+        for plugins in [
+            "loadbalance {\n prefer 10.0.0.0/8\n}",
+            "cache",
+            "autopath @kubernetes",
+        ] {
             assert!(!wire_answers(plugins), "{plugins:?}");
         }
     }

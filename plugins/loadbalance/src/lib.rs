@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use oxidns_server::duration::parse_go_duration;
 use oxidns_server::plugin::HookFuture;
-use oxidns_server::proto::{OptRcode, Record, RecordData, Response, Rtype};
+use oxidns_server::proto::{OptRcode, Record, RecordData, Response, Rtype, WireSections};
 use oxidns_server::{
     ConfigError, Directive, Handler, HandlerFuture, Lifecycle, Next, PluginEntry, Request, Setup,
 };
@@ -178,14 +178,43 @@ impl Handler for LoadBalance {
             let mut response = next.serve(request).await?;
             let qtype = request.qtype();
             if response.rcode == OptRcode::NOERROR && qtype != Rtype::AXFR && qtype != Rtype::IXFR {
-                self.reorder(qtype, &mut response);
+                self.reorder_wire_or_records(request, &mut response);
             }
             Ok(response)
         })
     }
+
+    /// Round robin alone works on answers in wire form (zones' and the
+    /// cache's stored answers, which then stay a copy of bytes); the other
+    /// policies read addresses.
+    fn reads_answers(&self) -> bool {
+        !self.wire_round_robin()
+    }
 }
 
 impl LoadBalance {
+    fn wire_round_robin(&self) -> bool {
+        matches!(self.policy, Policy::RoundRobin) && self.prefer.is_empty()
+    }
+
+    fn reorder_wire_or_records(&self, request: &Request, response: &mut Response) {
+        if let Some(wire) = &response.wire {
+            let shuffled = self
+                .wire_round_robin()
+                .then(|| round_robin_wire(wire, &mut rand::rng()))
+                .flatten();
+            if let Some(shuffled) = shuffled {
+                response.wire = Some(shuffled);
+                return;
+            }
+            // Shapes the wire form cannot reorder in place: as records.
+            if !response.decode_wire(&request.query) {
+                return;
+            }
+        }
+        self.reorder(request.qtype(), response);
+    }
+
     fn reorder(&self, qtype: Rtype, response: &mut Response) {
         match &self.policy {
             Policy::RoundRobin => {
@@ -288,6 +317,46 @@ fn round_robin(section: &mut Vec<Record>, rng: &mut impl Rng) {
     cname.extend(address.into_iter().flatten());
     cname.extend(mx.into_iter().flatten());
     *section = cname;
+}
+
+/// [`round_robin`] on sections in wire form, where it only has to shuffle
+/// records in place: each section's RRsets already in [`Parts`]' order, no
+/// address or MX RRset in two pieces, and no MX RRset of more than one
+/// record (MX data holds names that later records may point to). `None`
+/// for any other shape, which then goes the way of records.
+fn round_robin_wire(wire: &WireSections, rng: &mut impl Rng) -> Option<WireSections> {
+    let rank = |rtype: Rtype| match rtype {
+        Rtype::CNAME => 0,
+        Rtype::A | Rtype::AAAA => 2,
+        Rtype::MX => 3,
+        _ => 1,
+    };
+    let mut previous: Option<(u8, u8)> = None;
+    for (index, rrset) in wire.rrsets().enumerate() {
+        let rank_here = rank(rrset.rtype);
+        if previous.is_some_and(|(section, rank)| section == rrset.section && rank > rank_here) {
+            return None;
+        }
+        previous = Some((rrset.section, rank_here));
+        if rank_here == 3 && rrset.records > 1 {
+            return None;
+        }
+        // Another piece of the same RRset earlier in the section (owners
+        // written out in full cannot be compared here: taken as the same).
+        let split = rank_here >= 2
+            && wire.rrsets().take(index).any(|other| {
+                other.section == rrset.section
+                    && other.rtype == rrset.rtype
+                    && (other.owner_pointer.is_none() || other.owner_pointer == rrset.owner_pointer)
+            });
+        if split {
+            return None;
+        }
+    }
+    wire.shuffled(
+        |rrset| rank(rrset.rtype) == 2,
+        |below| rng.random_range(0..below),
+    )
 }
 
 /// Puts one address first, picked at random in proportion to its weight:

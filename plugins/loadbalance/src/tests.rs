@@ -56,13 +56,62 @@ async fn through(lb: &Arc<dyn Handler>, qtype: Rtype, response: &Response) -> Re
     serve_chain(&chain, &mut req).await.unwrap()
 }
 
-/// Every order the handler produced for `response`, over `runs` queries.
+/// As [`through`], with `response` given in wire form (as zones and the
+/// cache store it); what comes back is decoded (a wire answer as sent).
+/// Also says whether it stayed in wire form.
+async fn through_wire(
+    lb: &Arc<dyn Handler>,
+    qtype: Rtype,
+    response: &Response,
+) -> (Response, bool) {
+    let mut req = request("www.example.org", qtype);
+    let query = req.query.clone();
+    let sections = response
+        .wire_sections(&query.qname, qtype, query.qclass, &[])
+        .expect("fits");
+    let mut wire = Response::from_wire(sections);
+    wire.rcode = response.rcode;
+    let chain = [lb.clone(), Arc::new(Fixed(wire)) as Arc<dyn Handler>];
+    let mut out = serve_chain(&chain, &mut req).await.unwrap();
+    let stayed = out.wire.is_some();
+    assert!(out.decode_wire(&query));
+    (out, stayed)
+}
+
+/// Every order the handler produced for `response`, over 200 queries; the
+/// same orders come out when the response is in wire form.
 async fn orders(lb: &Arc<dyn Handler>, qtype: Rtype, response: &Response) -> HashSet<Vec<String>> {
     let mut seen = HashSet::new();
+    let mut seen_wire = HashSet::new();
     for _ in 0..200 {
         seen.insert(texts(&through(lb, qtype, response).await.answer));
+        seen_wire.insert(texts(&through_wire(lb, qtype, response).await.0.answer));
     }
+    assert_eq!(seen_wire, seen, "wire form and records agree");
     seen
+}
+
+#[tokio::test]
+async fn round_robin_reorders_common_answers_without_leaving_wire_form() {
+    let lb = handler("");
+    let cname_then_addresses = answer(&[
+        "www.example.org CNAME a.example.org",
+        "a.example.org A 192.0.2.1",
+        "a.example.org A 192.0.2.2",
+    ]);
+    for response in [answer(THREE_A), cname_then_addresses] {
+        assert!(through_wire(&lb, Rtype::A, &response).await.1);
+    }
+    // Shapes it cannot do in place are reordered as records.
+    let mx_first = answer(&[
+        "example.org MX 10 mx1.example.org",
+        "example.org MX 20 mx2.example.org",
+        "mx1.example.org A 192.0.2.1",
+    ]);
+    assert!(!through_wire(&lb, Rtype::MX, &mx_first).await.1);
+    // The other policies read addresses: no wire form reaches them.
+    assert!(handler("{\n prefer 10.0.0.0/8\n}").reads_answers());
+    assert!(!lb.reads_answers());
 }
 
 const THREE_A: &[&str] = &[
@@ -160,12 +209,19 @@ async fn authority_and_additional_addresses_are_shuffled_too() {
     response.additional = records(&["ns.example.org A 192.0.2.53", "ns.example.org A 192.0.2.54"]);
     let lb = handler("");
     let mut firsts = HashSet::new();
+    let mut firsts_wire = HashSet::new();
     for _ in 0..100 {
         let got = through(&lb, Rtype::NS, &response).await;
         assert_eq!(texts(&got.authority), texts(&response.authority));
         firsts.insert(texts(&got.additional)[0].clone());
+        // The glue's owner points into the NS data: movable in wire form.
+        let (got, stayed) = through_wire(&lb, Rtype::NS, &response).await;
+        assert!(stayed);
+        assert_eq!(texts(&got.authority), texts(&response.authority));
+        firsts_wire.insert(texts(&got.additional)[0].clone());
     }
     assert_eq!(firsts.len(), 2);
+    assert_eq!(firsts_wire, firsts);
 }
 
 #[tokio::test]
