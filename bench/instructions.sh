@@ -11,9 +11,10 @@
 # function's share: `callgrind_annotate $OUT/<server>.callgrind.out.*` shows where they go.
 #
 # MODE=cache counts cache hits instead: knotd (not under valgrind) serves the zone as the
-# upstream; oxidns (bench/cache.sh's Corefile), oxidns with `prometheus` too (as a CoreDNS
-# Corefile has it) and Unbound (as peers.sh runs it) are measured, each after the measured
-# questions were asked once (so every counted query is a hit).
+# upstream; oxidns (bench/cache.sh's Corefile), oxidns with `prometheus` too, oxidns with the
+# plugins of CoreDNS's default Kubernetes Corefile (less `kubernetes`: `errors`, `prometheus`,
+# `cache`, `loadbalance`, ...) and Unbound (as peers.sh runs it) are measured, each after the
+# measured questions were asked once (so every counted query is a hit).
 #
 # Usage:  bench/instructions.sh          Environment: N=20000 QPS=1500 BUILD=1 WARM=1 MODE=auth OUT=/tmp/oxidns-instructions
 #         WARM=1 asks each measured question once before counting (the steady state); WARM=0

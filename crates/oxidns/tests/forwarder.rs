@@ -105,3 +105,52 @@ fn kdig_and_dig_read_forwarded_answers() {
         "{out}"
     );
 }
+
+/// CoreDNS's default shape (`loadbalance` before `cache`): cache hits, kept
+/// in wire form, still come out in every order, with a CNAME first.
+#[test]
+fn cached_addresses_come_out_in_every_order_behind_loadbalance() {
+    let dir = TempDir::new("loadbalance");
+    let zone = dir.write(
+        "db.example.net",
+        "$ORIGIN example.net.\n\
+         @ 3600 IN SOA ns hostmaster 1 7200 3600 1209600 300\n\
+         @ 3600 IN NS ns\n\
+         ns 3600 IN A 192.0.2.53\n\
+         pool 300 IN A 192.0.2.1\n\
+         pool 300 IN A 192.0.2.2\n\
+         pool 300 IN A 192.0.2.3\n\
+         www 300 IN CNAME pool\n",
+    );
+    let upstream = Oxidns::start(&format!(
+        "example.net:0 {{\n bind 127.0.0.1\n file {}\n}}\n",
+        zone.display()
+    ));
+    let front = Oxidns::start(&format!(
+        ".:0 {{\n bind 127.0.0.1\n forward . 127.0.0.1:{}\n cache\n loadbalance\n}}\n",
+        upstream.port
+    ));
+    let mut orders = std::collections::HashSet::new();
+    for n in 0..200 {
+        let qname = if n % 2 == 0 {
+            "www.example.net"
+        } else {
+            "WWW.Example.NET"
+        };
+        let got = udp(front.addr(), &query(qname, Rtype::A));
+        assert_eq!(got.question.unwrap().0.to_string(), qname);
+        let answer = got.response.answer;
+        // Names compressed into the question take its case; case does not
+        // matter to a name (RFC 4343 §2).
+        assert_eq!(
+            answer[0].data().to_string().to_lowercase(),
+            "pool.example.net."
+        );
+        let addresses: Vec<String> = answer[1..].iter().map(|r| r.data().to_string()).collect();
+        let mut sorted = addresses.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+        orders.insert(addresses);
+    }
+    assert_eq!(orders.len(), 6, "every order of three addresses");
+}
