@@ -14,7 +14,8 @@
 # upstream; oxidns (bench/cache.sh's Corefile), oxidns with `prometheus` too, oxidns with the
 # plugins of CoreDNS's default Kubernetes Corefile (less `kubernetes`: `errors`, `prometheus`,
 # `cache`, `loadbalance`, ...) and Unbound (as peers.sh runs it) are measured, each after the
-# measured questions were asked once (so every counted query is a hit).
+# measured questions were asked once (so every counted query is a hit). `oxidns-records` has a
+# plugin that reads records (`loadbalance` with `prefer`) before the cache: its hits are decoded.
 #
 # Usage:  bench/instructions.sh          Environment: N=20000 QPS=1500 BUILD=1 WARM=1 MODE=auth OUT=/tmp/oxidns-instructions
 #         WARM=1 asks each measured question once before counting (the steady state); WARM=0
@@ -75,12 +76,15 @@ if [ "$MODE" = cache ]; then
   # The shape of CoreDNS's default Kubernetes Corefile, less `kubernetes`: `loadbalance` reorders
   # every answer after the cache.
   printf '.:5477 {\n    errors\n    health 127.0.0.1:5478\n    ready 127.0.0.1:5479\n    prometheus 127.0.0.1:5480\n    forward . 127.0.0.1:5473\n    cache {\n        success 100000\n        denial 100000\n    }\n    loop\n    reload\n    loadbalance\n}\n' >"$OUT/Corefile.coredns"
+  # A plugin that reads records before the cache (`loadbalance` with `prefer`): hits decoded.
+  printf '.:5481 {\n    cache {\n        success 100000\n        denial 100000\n    }\n    loadbalance {\n        prefer 192.0.2.0/24\n    }\n    forward . 127.0.0.1:5473\n}\n' >"$OUT/Corefile.records"
   # Unbound as peers.sh runs it, on 5476.
   unbound_conf "$OUT" 5476 5473 64m 128m >"$OUT/unbound.conf"
   {
     measure oxidns 5471 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile"
     measure oxidns-prometheus 5474 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile.prometheus"
     measure oxidns-coredns-default 5477 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile.coredns"
+    [ "${RECORDS:-1}" = 1 ] && measure oxidns-records 5481 "$OUT/oxidns" -quiet -workers 1 -conf "$OUT/Corefile.records"
     measure unbound 5476 unbound -d -p -c "$OUT/unbound.conf"
   } | tee "$OUT/results.txt"
   PEER=unbound

@@ -260,11 +260,7 @@ enum Shape {
 /// A stored response and what the cache knows about it.
 struct Entry {
     /// TTLs capped at `duration`; no EDNS options (they are hop-by-hop).
-    response: Response,
-    /// The same sections in wire form, for requests that may have them
-    /// ([`Request::wire_answers`]): a hit then copies bytes and ages the
-    /// TTLs in them, instead of cloning and encoding every record.
-    wire: Option<WireSections>,
+    response: StoredResponse,
     kind: Kind,
     stored: Duration,
     duration: Duration,
@@ -294,31 +290,37 @@ impl Entry {
         }
     }
 
-    /// The response with the TTLs that remain (or as stored, with keepttl).
-    fn answer(&self, now: Duration, keepttl: bool) -> Response {
-        let mut response = self.response.clone();
-        response.authoritative = false;
+    /// The response to `query` with the TTLs that remain (or as stored,
+    /// with keepttl), with its records.
+    fn answer(&self, query: &Query, now: Duration, keepttl: bool) -> Response {
         let age = self.ttl_age(now, keepttl);
-        if age > 0 {
-            rewrite_ttls(&mut response, |ttl| ttl.saturating_sub(age));
+        match &self.response {
+            StoredResponse::Wire(wire) => decoded(query, wire.aged(age)),
+            StoredResponse::Records(stored) => {
+                let mut response = not_authoritative(stored.clone());
+                if age > 0 {
+                    rewrite_ttls(&mut response, |ttl| ttl.saturating_sub(age));
+                }
+                response
+            }
         }
-        response
     }
 
     /// [`Entry::answer`] in wire form, when the entry has it.
     fn answer_in_wire_form(&self, now: Duration, keepttl: bool) -> Option<Response> {
-        let wire = self.wire.as_ref()?;
+        let StoredResponse::Wire(wire) = &self.response else {
+            return None;
+        };
         let age = self.ttl_age(now, keepttl);
-        let mut response = Response::from_wire(wire.aged(age));
-        // As `answer`: the cache is no authority for what it stored.
-        response.authoritative = false;
-        Some(response)
+        Some(not_authoritative(Response::from_wire(wire.aged(age))))
     }
 
-    /// The response as stale data: every TTL 30 (RFC 8767 §4).
-    fn stale_answer(&self) -> Response {
-        let mut response = self.response.clone();
-        response.authoritative = false;
+    /// The response to `query` as stale data: every TTL 30 (RFC 8767 §4).
+    fn stale_answer(&self, query: &Query) -> Response {
+        let mut response = match &self.response {
+            StoredResponse::Wire(wire) => decoded(query, wire.clone()),
+            StoredResponse::Records(stored) => not_authoritative(stored.clone()),
+        };
         rewrite_ttls(&mut response, |_| STALE_TTL);
         response
     }
@@ -343,6 +345,33 @@ impl Entry {
     fn mark_failed(&self, now: Duration) {
         self.failed_at.store(millis(now).max(1), Ordering::Relaxed);
     }
+}
+
+/// How an entry keeps its response: in wire form, which is all a hit
+/// sends (the records are decoded again for the few chains whose plugins
+/// read them), or as records when it has none (an answer too large for one
+/// message). Not both: the records took about as much memory again.
+enum StoredResponse {
+    Wire(WireSections),
+    Records(Response),
+}
+
+/// As the cache answers: it is no authority for what it stored.
+fn not_authoritative(mut response: Response) -> Response {
+    response.authoritative = false;
+    response
+}
+
+/// The response of stored sections to `query` (a question for the entry's
+/// name), with its records decoded.
+fn decoded(query: &Query, sections: WireSections) -> Response {
+    let mut response = not_authoritative(Response::from_wire(sections));
+    if !response.decode_wire(query) {
+        // Sections this cache encoded itself: they always decode.
+        tracing::error!("a cached answer for {} did not decode", query.qname);
+        return Response::new(oxidns_server::proto::Rcode::SERVFAIL);
+    }
+    response
 }
 
 fn millis(d: Duration) -> u64 {
@@ -592,7 +621,7 @@ impl Inner {
             .wire_answers
             .then(|| entry.answer_in_wire_form(now, keepttl))
             .flatten();
-        let response = wire.unwrap_or_else(|| entry.answer(now, keepttl));
+        let response = wire.unwrap_or_else(|| entry.answer(&request.query, now, keepttl));
         Ok(for_client(&request.query, response))
     }
 
@@ -755,10 +784,12 @@ impl Inner {
         stored.edns_options.clear();
         let now = self.clock.now();
         let previous = self.denial.peek(key).or_else(|| self.success.peek(key));
-        let wire = stored.wire_sections(&key.name, key.qtype, key.qclass, &[]);
+        let kept = match stored.wire_sections(&key.name, key.qtype, key.qclass, &[]) {
+            Some(wire) => StoredResponse::Wire(wire),
+            None => StoredResponse::Records(stored),
+        };
         let entry = Arc::new(Entry {
-            response: stored,
-            wire,
+            response: kept,
             kind,
             stored: now,
             duration,
@@ -882,7 +913,7 @@ impl Inner {
     ) -> Result<Response, PluginError> {
         let stale = |metrics: &ServerMetrics| {
             metrics.served_stale.increment(1);
-            Ok(entry.stale_answer())
+            Ok(entry.stale_answer(&request.query))
         };
         if entry.recently_failed(now) {
             return stale(metrics);

@@ -2,7 +2,7 @@ use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use oxidns_server::proto::domain::rdata::{A, Ns, Soa};
+use oxidns_server::proto::domain::rdata::{A, Ns, Soa, Txt};
 use oxidns_server::proto::{
     Class, Edns, Name, OptRcode, Rcode, Record, RecordData, Response, Rtype, Serial, Ttl,
     name_from_str,
@@ -235,6 +235,33 @@ async fn a_hit_in_wire_form_sends_the_same_bytes_with_aged_ttls() {
     let sent = Response::parse(&wire.encode(&query, 512)).unwrap().response;
     assert_eq!(ttls(&sent), [200, 200, 200]);
     assert!(!sent.authoritative);
+}
+
+/// An answer over 65,535 bytes once encoded has no wire form (what a
+/// plugin put together, not what an upstream sent): its records are kept.
+#[tokio::test]
+async fn an_answer_too_large_for_wire_form_is_kept_as_records() {
+    let mut upstream = Response::new(Rcode::NOERROR);
+    for i in 0..300u16 {
+        let text = format!("{i:03}{}", "x".repeat(240));
+        upstream.answer.push(Record::new(
+            name_from_str("big.example.org").unwrap(),
+            Class::IN,
+            Ttl::from_secs(300),
+            RecordData::Txt(Txt::build_from_slice(text.as_bytes()).unwrap()),
+        ));
+    }
+    let h = Harness::new(Settings::default(), upstream.clone());
+    h.ask("big.example.org", Rtype::TXT).await;
+    h.advance(100);
+    let mut req = request("big.example.org", Rtype::TXT);
+    req.wire_answers = true;
+    let hit = h.ask_request(req).await.unwrap();
+    assert_eq!(h.origin.calls(), 1, "a hit");
+    assert!(hit.wire.is_none());
+    assert_eq!(hit.answer.len(), 300);
+    assert!(ttls(&hit).iter().all(|&ttl| ttl == 200));
+    assert_eq!(hit.answer[299].data(), upstream.answer[299].data());
 }
 
 #[tokio::test]
