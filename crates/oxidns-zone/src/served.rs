@@ -97,6 +97,35 @@ impl ServedZone {
         ))
     }
 
+    /// Serves `zone`, which was just written to `path` (and read back
+    /// there as written): a later reload only reads the file if it changes.
+    pub fn written(path: &Path, zone: Zone) -> ServedZone {
+        ServedZone {
+            apex: zone.apex().clone(),
+            path: path.to_owned(),
+            stamp: Mutex::new(FileStamp::of(path)),
+            zone: ArcSwap::from_pointee(zone),
+            observers: OnceLock::new(),
+        }
+    }
+
+    /// Swaps in `zone`, just written to this zone's file (as
+    /// [`ServedZone::written`]). Returns its serial.
+    pub fn install_written(&self, zone: Zone) -> u32 {
+        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = FileStamp::of(&self.path);
+        self.swap_in(zone)
+    }
+
+    fn swap_in(&self, zone: Zone) -> u32 {
+        let serial = zone.serial().into_int();
+        let new = Arc::new(zone);
+        let old = self.zone.swap(new.clone());
+        if let Some(observers) = self.observers.get() {
+            observers.notify(self, &old, &new);
+        }
+        serial
+    }
+
     /// The snapshot being served.
     pub fn current(&self) -> Arc<Zone> {
         self.zone.load_full()
@@ -119,12 +148,7 @@ impl ServedZone {
                 if zone.serial() == self.current().serial() {
                     return Reload::SameSerial;
                 }
-                let serial = zone.serial().into_int();
-                let new = Arc::new(zone);
-                let old = self.zone.swap(new.clone());
-                if let Some(observers) = self.observers.get() {
-                    observers.notify(self, &old, &new);
-                }
+                let serial = self.swap_in(zone);
                 Reload::Reloaded { serial, warnings }
             }
         }

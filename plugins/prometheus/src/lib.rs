@@ -247,9 +247,9 @@ thread_local! {
     /// the labels and looks them up in the registry: done for every query,
     /// it made `prometheus` cost as much as the rest of the query
     /// (bench/README.md). Handles are looked up once per thread and label
-    /// set; the counts go to the registry's shared atomics, which a scrape
-    /// reads. The map is bounded: servers × zones × transports × 2
-    /// families × 19 type labels.
+    /// set; the counts go to this thread's slots of each series
+    /// (`recorder.rs`), which a scrape sums. The map is bounded: servers ×
+    /// zones × transports × 2 families × 19 type labels.
     static HANDLES: RefCell<HashMap<LabelKey, Handles>> = RefCell::new(HashMap::new());
 }
 

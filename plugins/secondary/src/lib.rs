@@ -44,8 +44,8 @@ use oxidns_server::proto::{lowercase, name_from_str, name_text};
 use oxidns_server::{
     ConfigError, Handler, HandlerFuture, Lifecycle, Next, PluginEntry, Request, Setup,
 };
-use oxidns_zone::zonefile::LoadedRecords;
-use oxidns_zone::{Reload, ServedZone, Zone, ZoneSet, ZoneSources};
+use oxidns_zone::zonefile::{LoadedRecords, RecordDigest, digest_zone_file};
+use oxidns_zone::{ServedZone, Zone, ZoneSet, ZoneSources};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -572,9 +572,10 @@ fn transferred(records: Vec<Record>) -> Result<LoadedRecords, String> {
     Ok(loaded)
 }
 
-/// Builds the zone from transferred records, writes it to the zone file and
-/// swaps it in: the serving zone as it was loaded from the file, or a new
-/// one when none served. Returns the serial and the new zone, if new.
+/// Builds the zone from transferred records, writes it to the zone file,
+/// checks that the file reads back as written, and swaps the zone in: into
+/// the serving zone, or as a new one when none served. Returns the serial
+/// and the new zone, if new.
 fn install_blocking(
     apex: &Name,
     path: &Path,
@@ -592,42 +593,48 @@ fn install_blocking(
             "transferred serial {serial} is not newer than {ours}"
         ));
     }
-    write_atomically(path, |out| write_zone(out, apex, &zone))
+    let mut written = RecordDigest::default();
+    write_atomically(path, |out| write_zone(out, apex, &zone, &mut written))
         .map_err(|e| format!("cannot save {}: {e}", path.display()))?;
-    // What serves is read back from the file: free this copy first (a big
-    // zone would otherwise be held twice).
-    drop(zone);
-    match served {
-        Some(served) => match served.reload_if_changed() {
-            Reload::Reloaded { serial, .. } => Ok((serial, None)),
-            Reload::Failed(problems) => {
-                Err(format!("the saved zone does not load: {}", problems[0]))
-            }
-            other => Err(format!("the saved zone was not swapped in: {other:?}")),
-        },
-        None => {
-            let (served, _) = ServedZone::load(path, apex)
-                .map_err(|problems| format!("the saved zone does not load: {}", problems[0]))?;
-            Ok((serial, Some(Arc::new(served))))
-        }
+    // A file that would not load at the next start is refused now. Read
+    // back as a digest, not a second zone: a big zone is held once.
+    let read =
+        digest_zone_file(path, apex).map_err(|e| format!("the saved zone does not load: {e}"))?;
+    if read != written {
+        return Err(format!(
+            "the saved zone does not read back as written ({} records written, {} read)",
+            written.records(),
+            read.records()
+        ));
     }
+    Ok(match served {
+        Some(served) => (served.install_written(zone), None),
+        None => (serial, Some(Arc::new(ServedZone::written(path, zone)))),
+    })
 }
 
 /// Writes the zone in master-file form: the SOA, then every other record,
-/// each with its absolute owner, TTL and class. Record by record as they
-/// are decoded: the text of a big zone is never held whole.
-fn write_zone(out: &mut dyn std::io::Write, apex: &Name, zone: &Zone) -> std::io::Result<()> {
+/// each with its absolute owner, TTL and class, adding each record written
+/// to `digest`. Record by record as they are decoded: the text of a big
+/// zone is never held whole.
+fn write_zone(
+    out: &mut dyn std::io::Write,
+    apex: &Name,
+    zone: &Zone,
+    digest: &mut RecordDigest,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "; {} serial {}, transferred in by oxidns (secondary)",
         name_text(apex),
         zone.serial().into_int()
     )?;
-    if let Some(soa) = oxidns_zone::journal::soa(zone) {
-        write_record(out, &soa)?;
-    }
-    for record in zone.records().filter(|r| r.rtype() != Rtype::SOA) {
-        write_record(out, &record)?;
+    let soa = oxidns_zone::journal::soa(zone);
+    let rest = zone.records().filter(|r| r.rtype() != Rtype::SOA);
+    for record in soa.into_iter().chain(rest) {
+        if write_record(out, &record)? {
+            digest.add(&record);
+        }
     }
     Ok(())
 }
@@ -646,13 +653,15 @@ const PRESENTED: &[Rtype] = &[
     Rtype::TXT,
 ];
 
-fn write_record(out: &mut dyn std::io::Write, record: &Record) -> std::io::Result<()> {
+/// Writes one record; `false` if it has no wire form to write (left out).
+fn write_record(out: &mut dyn std::io::Write, record: &Record) -> std::io::Result<bool> {
     if PRESENTED.contains(&record.rtype()) {
-        return writeln!(out, "{record}");
+        writeln!(out, "{record}")?;
+        return Ok(true);
     }
     let mut data = Vec::new();
     if record.data().compose_rdata(&mut data).is_err() {
-        return Ok(());
+        return Ok(false);
     }
     write!(
         out,
@@ -669,7 +678,8 @@ fn write_record(out: &mut dyn std::io::Write, record: &Record) -> std::io::Resul
             write!(out, "{byte:02x}")?;
         }
     }
-    out.write_all(b"\n")
+    out.write_all(b"\n")?;
+    Ok(true)
 }
 
 /// Writes to `path` what `write` writes, so that a crash leaves the old

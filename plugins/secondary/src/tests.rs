@@ -41,12 +41,23 @@ fn a_saved_zone_reads_back_the_same() {
     );
     let original = zone(&text);
     let mut saved = Vec::new();
-    write_zone(&mut saved, &apex(), &original).unwrap();
+    let mut written = RecordDigest::default();
+    write_zone(&mut saved, &apex(), &original, &mut written).unwrap();
     let saved = String::from_utf8(saved).unwrap();
     let again = zone(&saved);
     let a: Vec<String> = original.records().map(|r| r.to_string()).collect();
     let b: Vec<String> = again.records().map(|r| r.to_string()).collect();
     assert_eq!(a, b, "{saved}");
+    // And its digest read back is the one taken while writing.
+    let dir = std::env::temp_dir().join(format!("oxidns-digest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("db.saved");
+    std::fs::write(&path, &saved).unwrap();
+    assert_eq!(written.records(), a.len() as u64);
+    assert_eq!(digest_zone_file(&path, &apex()).unwrap(), written);
+    std::fs::write(&path, saved.replace("192.0.2.53", "192.0.2.54")).unwrap();
+    assert_ne!(digest_zone_file(&path, &apex()).unwrap(), written);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
