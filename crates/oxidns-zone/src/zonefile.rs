@@ -245,14 +245,14 @@ impl<R: RecordSink> Loader<R> {
             Cow::Owned(owned)
         };
         let text = &*text;
-        let entries = split_entries(text).map_err(|(line, message)| error(line, message))?;
 
         let mut zonefile = Zonefile::new();
         zonefile.set_origin(origin);
         zonefile.set_default_class(Class::IN);
         let mut feed = Feed { zonefile, lines: 0 };
         let mut done = 0;
-        for entry in &entries {
+        for entry in EntrySplitter::new(text) {
+            let entry = &entry.map_err(|(line, message)| error(line, message))?;
             // Blank and comment-only lines before the entry.
             feed.push(&text[done..entry.line_start]);
             done = entry.end;
@@ -617,138 +617,185 @@ impl Token {
 /// line feeds end an entry outside parentheses and quotes, `;` starts a
 /// comment outside quotes, `\` escapes the next character.
 fn split_entries(text: &[u8]) -> Result<Vec<RawEntry>, (u32, String)> {
-    let mut entries = Vec::new();
-    let mut current: Option<RawEntry> = None;
-    let mut i = 0;
-    let mut line = 1u32;
-    let mut line_start = 0;
-    let mut parens = 0usize;
-    let mut paren_line = 0;
-    let begin = |current: &mut Option<RawEntry>, line: u32, line_start: usize| {
-        if current.is_none() {
-            *current = Some(RawEntry {
-                line_start,
-                end: line_start,
-                first_line: line,
-                last_line: line,
-                indented: matches!(text.get(line_start), Some(b' ' | b'\t' | b'\r')),
+    EntrySplitter::new(text).collect()
+}
+
+/// [`split_entries`] one entry at a time, as a load consumes them: a big
+/// zone's tokens are never all held at once (they took some 260 bytes a
+/// record). An error ends it.
+struct EntrySplitter<'t> {
+    text: &'t [u8],
+    i: usize,
+    line: u32,
+    line_start: usize,
+    parens: usize,
+    paren_line: u32,
+    current: Option<RawEntry>,
+    done: bool,
+}
+
+impl<'t> EntrySplitter<'t> {
+    fn new(text: &'t [u8]) -> Self {
+        EntrySplitter {
+            text,
+            i: 0,
+            line: 1,
+            line_start: 0,
+            parens: 0,
+            paren_line: 0,
+            current: None,
+            done: false,
+        }
+    }
+
+    /// Starts an entry at the current line unless one is open.
+    fn begin(&mut self) {
+        if self.current.is_none() {
+            self.current = Some(RawEntry {
+                line_start: self.line_start,
+                end: self.line_start,
+                first_line: self.line,
+                last_line: self.line,
+                indented: matches!(self.text.get(self.line_start), Some(b' ' | b'\t' | b'\r')),
                 tokens: Vec::new(),
             });
         }
-    };
-    while i < text.len() {
-        match text[i] {
-            b'\n' => {
-                i += 1;
-                if parens == 0
-                    && let Some(mut entry) = current.take()
-                {
-                    entry.end = i;
-                    entry.last_line = line;
-                    entries.push(entry);
-                }
-                line += 1;
-                line_start = i;
-            }
-            b' ' | b'\t' | b'\r' => i += 1,
-            b';' => {
-                while i < text.len() && text[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'(' => {
-                begin(&mut current, line, line_start);
-                if parens == 0 {
-                    paren_line = line;
-                }
-                parens += 1;
-                i += 1;
-            }
-            b')' => {
-                if parens == 0 {
-                    return Err((line, "')' without a matching '('".into()));
-                }
-                parens -= 1;
-                i += 1;
-            }
-            b'"' => {
-                begin(&mut current, line, line_start);
-                let (start, token_line) = (i, line);
-                i += 1;
-                loop {
-                    match text.get(i) {
-                        None => {
-                            return Err((token_line, "quoted string is never closed".into()));
+    }
+
+    /// The next entry with tokens (an entry of nothing but parentheses is
+    /// passed over: its text is fed as part of the next one's prefix).
+    fn next_entry(&mut self) -> Result<Option<RawEntry>, (u32, String)> {
+        let text = self.text;
+        while self.i < text.len() {
+            match text[self.i] {
+                b'\n' => {
+                    self.i += 1;
+                    if self.parens == 0
+                        && let Some(mut entry) = self.current.take()
+                    {
+                        entry.end = self.i;
+                        entry.last_line = self.line;
+                        self.line += 1;
+                        self.line_start = self.i;
+                        if !entry.tokens.is_empty() {
+                            return Ok(Some(entry));
                         }
-                        Some(b'\\') => {
-                            if text.get(i + 1) == Some(&b'\n') {
-                                line += 1;
-                            }
-                            i += 2;
-                        }
-                        Some(b'"') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(b'\n') => {
-                            return Err((
-                                token_line,
-                                "quoted string runs past the end of the line".into(),
-                            ));
-                        }
-                        Some(_) => i += 1,
+                        continue;
+                    }
+                    self.line += 1;
+                    self.line_start = self.i;
+                }
+                b' ' | b'\t' | b'\r' => self.i += 1,
+                b';' => {
+                    while self.i < text.len() && text[self.i] != b'\n' {
+                        self.i += 1;
                     }
                 }
-                let end = i.min(text.len());
-                if let Some(entry) = current.as_mut() {
-                    entry.push_token(Token {
-                        start,
-                        end,
-                        line: token_line,
-                        quoted: true,
-                    })?;
+                b'(' => {
+                    self.begin();
+                    if self.parens == 0 {
+                        self.paren_line = self.line;
+                    }
+                    self.parens += 1;
+                    self.i += 1;
                 }
-            }
-            _ => {
-                begin(&mut current, line, line_start);
-                let (start, token_line) = (i, line);
-                while i < text.len() {
-                    match text[i] {
-                        b' ' | b'\t' | b'\r' | b'\n' | b'(' | b')' | b';' | b'"' => break,
-                        b'\\' => {
-                            if text.get(i + 1) == Some(&b'\n') {
-                                line += 1;
+                b')' => {
+                    if self.parens == 0 {
+                        return Err((self.line, "')' without a matching '('".into()));
+                    }
+                    self.parens -= 1;
+                    self.i += 1;
+                }
+                b'"' => {
+                    self.begin();
+                    let (start, token_line) = (self.i, self.line);
+                    self.i += 1;
+                    loop {
+                        match text.get(self.i) {
+                            None => {
+                                return Err((token_line, "quoted string is never closed".into()));
                             }
-                            i += 2;
+                            Some(b'\\') => {
+                                if text.get(self.i + 1) == Some(&b'\n') {
+                                    self.line += 1;
+                                }
+                                self.i += 2;
+                            }
+                            Some(b'"') => {
+                                self.i += 1;
+                                break;
+                            }
+                            Some(b'\n') => {
+                                return Err((
+                                    token_line,
+                                    "quoted string runs past the end of the line".into(),
+                                ));
+                            }
+                            Some(_) => self.i += 1,
                         }
-                        _ => i += 1,
+                    }
+                    let end = self.i.min(text.len());
+                    if let Some(entry) = self.current.as_mut() {
+                        entry.push_token(Token {
+                            start,
+                            end,
+                            line: token_line,
+                            quoted: true,
+                        })?;
                     }
                 }
-                let end = i.min(text.len());
-                i = end;
-                if let Some(entry) = current.as_mut() {
-                    entry.push_token(Token {
-                        start,
-                        end,
-                        line: token_line,
-                        quoted: false,
-                    })?;
+                _ => {
+                    self.begin();
+                    let (start, token_line) = (self.i, self.line);
+                    while self.i < text.len() {
+                        match text[self.i] {
+                            b' ' | b'\t' | b'\r' | b'\n' | b'(' | b')' | b';' | b'"' => break,
+                            b'\\' => {
+                                if text.get(self.i + 1) == Some(&b'\n') {
+                                    self.line += 1;
+                                }
+                                self.i += 2;
+                            }
+                            _ => self.i += 1,
+                        }
+                    }
+                    let end = self.i.min(text.len());
+                    self.i = end;
+                    if let Some(entry) = self.current.as_mut() {
+                        entry.push_token(Token {
+                            start,
+                            end,
+                            line: token_line,
+                            quoted: false,
+                        })?;
+                    }
                 }
             }
         }
+        if self.parens > 0 {
+            return Err((self.paren_line, "'(' is never closed".into()));
+        }
+        Ok(self.current.take().and_then(|mut entry| {
+            entry.end = text.len();
+            entry.last_line = self.line;
+            (!entry.tokens.is_empty()).then_some(entry)
+        }))
     }
-    if parens > 0 {
-        return Err((paren_line, "'(' is never closed".into()));
+}
+
+impl Iterator for EntrySplitter<'_> {
+    type Item = Result<RawEntry, (u32, String)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let next = self.next_entry().transpose();
+        if !matches!(next, Some(Ok(_))) {
+            self.done = true;
+        }
+        next
     }
-    if let Some(mut entry) = current {
-        entry.end = text.len();
-        entry.last_line = line;
-        entries.push(entry);
-    }
-    // An entry of nothing but parentheses has no tokens: drop it from the
-    // token view but keep its text (it is fed as part of the next prefix).
-    entries.retain(|entry| !entry.tokens.is_empty());
-    Ok(entries)
 }
 
 /// Where the parts of a record entry are.
