@@ -191,6 +191,11 @@ impl Response {
         let Some(wire) = self.wire.take() else {
             return true;
         };
+        // Sections made for another question do not decode under this one.
+        if wire.question_len() != query.qname.as_slice().len() + 4 {
+            self.wire = Some(wire);
+            return false;
+        }
         // Without EDNS no OPT record is added, and every record fits.
         let plain = Query {
             edns: None,
@@ -751,6 +756,11 @@ mod tests {
                 )
             );
             assert_eq!(wire.authentic_data, response.authentic_data);
+            let other = query_for("longer.www.example", Rtype::A, None);
+            assert!(
+                !wire.clone().decode_wire(&other),
+                "made for another question"
+            );
             assert!(wire.decode_wire(&query));
             assert!(wire.wire.is_none());
             assert_eq!(
