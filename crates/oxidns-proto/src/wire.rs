@@ -38,11 +38,7 @@ struct WireHead {
     question_len: u16,
     rrsets: u16,
     tag_len: u16,
-    /// The response's rcode and header flags ([`WireSections::header`]).
-    rcode: OptRcode,
-    authoritative: bool,
-    recursion_available: bool,
-    authentic_data: bool,
+    header: WireHeader,
 }
 
 // SAFETY: every function is the `RefCnt` of the one field of this
@@ -125,10 +121,7 @@ impl WireSections {
             question_len: u16::try_from(question_len).ok()?,
             rrsets: u16::try_from(rrsets.len()).ok()?,
             tag_len: u16::try_from(tag.len()).ok()?,
-            rcode: header.rcode,
-            authoritative: header.authoritative,
-            recursion_available: header.recursion_available,
-            authentic_data: header.authentic_data,
+            header,
         };
         Some(WireSections::from(WireBlock(
             triomphe::ThinArc::from_header_and_slice(head, &bytes),
@@ -156,13 +149,7 @@ impl WireSections {
 
     /// The header values of the response these sections came from.
     pub fn header(&self) -> WireHeader {
-        let head = self.block.head();
-        WireHeader {
-            rcode: head.rcode,
-            authoritative: head.authoritative,
-            recursion_available: head.recursion_available,
-            authentic_data: head.authentic_data,
-        }
+        self.block.head().header
     }
 
     /// The tag stored with the sections.
