@@ -46,6 +46,18 @@ impl<'a> HandlerFuture<'a> {
     pub fn new(future: impl Future<Output = HandlerResult> + Send + 'a) -> Self {
         HandlerFuture(Outcome::Waiting(Box::pin(future)))
     }
+
+    /// The result passed through `then`: at once, with no allocation, when
+    /// it is ready (for handlers that look at what the rest of the chain
+    /// answered); else when it comes. `then` cannot borrow the request the
+    /// rest of the chain holds: it takes copies of what it needs.
+    pub fn map(self, then: impl FnOnce(HandlerResult) -> HandlerResult + Send + 'a) -> Self {
+        match self.0 {
+            Outcome::Ready(Some(result)) => HandlerFuture::ready(then(result)),
+            Outcome::Ready(None) => self,
+            Outcome::Waiting(future) => HandlerFuture::new(async move { then(future.await) }),
+        }
+    }
 }
 
 impl Future for HandlerFuture<'_> {
@@ -576,8 +588,23 @@ impl Setup<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::OptRcode;
     use crate::test_util::config;
     use std::sync::Mutex;
+
+    #[tokio::test]
+    async fn a_mapped_result_is_ready_at_once_or_when_it_comes() {
+        let servfail = |result: HandlerResult| result.map(|_| Response::new(Rcode::SERVFAIL));
+        let ready = HandlerFuture::ready(Ok(Response::new(Rcode::NOERROR))).map(servfail);
+        assert!(matches!(ready.0, Outcome::Ready(Some(_))), "no future made");
+        assert_eq!(ready.await.unwrap().rcode, OptRcode::SERVFAIL);
+        let waiting = HandlerFuture::new(async {
+            tokio::task::yield_now().await;
+            Ok(Response::new(Rcode::NOERROR))
+        })
+        .map(servfail);
+        assert_eq!(waiting.await.unwrap().rcode, OptRcode::SERVFAIL);
+    }
 
     #[derive(Default)]
     struct Names(Mutex<Vec<&'static str>>);

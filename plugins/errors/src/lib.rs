@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use oxidns_server::plugin::{HookFuture, Lifecycle};
-use oxidns_server::proto::{Rcode, Rtype, lowercase, name_text};
+use oxidns_server::proto::{Name, Rcode, Rtype, lowercase, name_text};
 use oxidns_server::{
     ConfigError, Directive, Handler, HandlerFuture, Next, PluginEntry, PluginError, Request, Setup,
 };
@@ -161,7 +161,7 @@ struct Shared {
 
 impl Shared {
     /// Logs the error of a failed request, or counts it for its pattern.
-    fn report(self: &Arc<Self>, request: &Request, error: &PluginError) {
+    fn report(self: &Arc<Self>, qname: &Name, qtype: Rtype, error: &PluginError) {
         let text = error.to_string();
         let mut level = Level::ERROR;
         if let Some(index) = self.patterns.iter().position(|p| p.regex.is_match(&text)) {
@@ -176,8 +176,8 @@ impl Shared {
             &format!(
                 "{} {} {}: {}",
                 Rcode::SERVFAIL.to_int(),
-                name_text(&lowercase(request.qname())),
-                type_text(request.qtype()),
+                name_text(&lowercase(qname)),
+                type_text(qtype),
                 text
             ),
         );
@@ -284,10 +284,10 @@ impl Handler for Errors {
     }
 
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
-        HandlerFuture::new(async move {
-            let result = next.serve(request).await;
+        let question = (request.qname().clone(), request.qtype());
+        next.serve(request).map(move |result| {
             if let Err(error) = &result {
-                self.shared.report(request, error);
+                self.shared.report(&question.0, question.1, error);
             }
             result
         })

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use oxidns_server::duration::parse_go_duration;
 use oxidns_server::plugin::HookFuture;
-use oxidns_server::proto::{OptRcode, Record, RecordData, Response, Rtype, WireSections};
+use oxidns_server::proto::{OptRcode, Query, Record, RecordData, Response, Rtype, WireSections};
 use oxidns_server::{
     ConfigError, Directive, Handler, HandlerFuture, Lifecycle, Next, PluginEntry, Request, Setup,
 };
@@ -174,11 +174,16 @@ impl Handler for LoadBalance {
     }
 
     fn serve<'a>(&'a self, request: &'a mut Request, next: Next<'a>) -> HandlerFuture<'a> {
-        HandlerFuture::new(async move {
-            let mut response = next.serve(request).await?;
-            let qtype = request.qtype();
-            if response.rcode == OptRcode::NOERROR && qtype != Rtype::AXFR && qtype != Rtype::IXFR {
-                self.reorder_wire_or_records(request, &mut response);
+        let qtype = request.qtype();
+        if qtype == Rtype::AXFR || qtype == Rtype::IXFR {
+            return next.serve(request);
+        }
+        // The question, for answers in wire form that must be decoded.
+        let query = request.query.clone();
+        next.serve(request).map(move |result| {
+            let mut response = result?;
+            if response.rcode == OptRcode::NOERROR {
+                self.reorder_wire_or_records(&query, &mut response);
             }
             Ok(response)
         })
@@ -197,7 +202,7 @@ impl LoadBalance {
         matches!(self.policy, Policy::RoundRobin) && self.prefer.is_empty()
     }
 
-    fn reorder_wire_or_records(&self, request: &Request, response: &mut Response) {
+    fn reorder_wire_or_records(&self, query: &Query, response: &mut Response) {
         if let Some(wire) = &response.wire {
             let shuffled = self
                 .wire_round_robin()
@@ -208,11 +213,11 @@ impl LoadBalance {
                 return;
             }
             // Shapes the wire form cannot reorder in place: as records.
-            if !response.decode_wire(&request.query) {
+            if !response.decode_wire(query) {
                 return;
             }
         }
-        self.reorder(request.qtype(), response);
+        self.reorder(query.qtype, response);
     }
 
     fn reorder(&self, qtype: Rtype, response: &mut Response) {
