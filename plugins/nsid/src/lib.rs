@@ -75,8 +75,8 @@ impl Handler for Nsid {
         if !requested {
             return next.serve(request);
         }
-        HandlerFuture::new(async move {
-            let mut response = next.serve(request).await?;
+        next.serve(request).map(move |result| {
+            let mut response = result?;
             self.stamp(&mut response);
             Ok(response)
         })
