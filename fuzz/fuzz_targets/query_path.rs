@@ -96,7 +96,7 @@ fuzz_target!(|data: &[u8]| {
     let bytes = Bytes::copy_from_slice(message);
     let reply = state
         .runtime
-        .block_on(answer(&state.listener, bytes, client, transport));
+        .block_on(answer(&state.listener, bytes, client, transport, Vec::new()));
     let Some(wire) = reply else {
         assert!(
             message.len() < 12 || message[2] & 0x80 != 0,
