@@ -89,15 +89,17 @@ pub fn in_zone(name: &Name, zone: &Name) -> bool {
     let Some(start) = name.len().checked_sub(zone.len()) else {
         return false;
     };
-    if !name[start..].eq_ignore_ascii_case(zone) {
-        return false;
-    }
     // The zone's part must start at a label of the name.
+    name[start..].eq_ignore_ascii_case(zone) && label_starts_at(name, start)
+}
+
+/// Whether a label of `name` (uncompressed wire form) starts at offset `at`.
+pub fn label_starts_at(name: &[u8], at: usize) -> bool {
     let mut pos = 0;
-    while pos < start {
+    while pos < at {
         pos += 1 + usize::from(name[pos]);
     }
-    pos == start
+    pos == at
 }
 
 /// The name as text with its trailing dot ("example.org.", "." for the root).

@@ -737,7 +737,7 @@ impl ZoneBuilder {
         };
         let mut zone = Zone {
             redirects: Vec::new(),
-            answers: crate::answers::WireAnswers::new(&self.apex, nodes.len()),
+            answers: crate::answers::WireAnswers::for_names(nodes.len()),
             apex: self.apex,
             apex_key: self.apex_key,
             class,
