@@ -192,7 +192,7 @@ impl Response {
             return true;
         };
         // Sections made for another question do not decode under this one.
-        if wire.question_len() != query.qname.as_slice().len() + 4 {
+        if !wire.made_for(&query.qname) {
             self.wire = Some(wire);
             return false;
         }
@@ -249,7 +249,7 @@ impl Response {
             .max(MIN_ROOM);
         out.clear();
         if let Some(wire) = &self.wire {
-            if wire.question_len() == query.qname.as_slice().len() + 4 {
+            if wire.made_for(&query.qname) {
                 return self.encode_wire(wire, query, limit, out);
             }
             // Sections made for another question are never sent under this one.

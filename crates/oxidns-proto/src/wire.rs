@@ -11,7 +11,9 @@
 //! Truncation keeps whole RRsets as [`crate::Response::encode`] does (RFC
 //! 2181 §9), from the ends of RRsets recorded at encoding.
 
-use crate::{OptRcode, Rtype};
+use std::ops::Range;
+
+use crate::{Name, OptRcode, Rtype};
 
 /// The sections of a response in wire form, for one question (see the
 /// module docs), with an optional tag the keeper stores beside them (the
@@ -142,9 +144,10 @@ impl WireSections {
         self.block
     }
 
-    /// Wire length of the question these sections follow.
-    pub fn question_len(&self) -> usize {
-        usize::from(self.block.head().question_len)
+    /// Whether these sections were made for a question of `qname` (its
+    /// length, in any case: what their compression pointers assume).
+    pub fn made_for(&self, qname: &Name) -> bool {
+        usize::from(self.block.head().question_len) == qname.as_slice().len() + 4
     }
 
     /// The header values of the response these sections came from.
@@ -223,6 +226,11 @@ pub struct WireRRset {
 impl WireSections {
     /// The RRsets in the order they are sent.
     pub fn rrsets(&self) -> impl Iterator<Item = WireRRset> + '_ {
+        self.rrset_spans().map(|(_, rrset)| rrset)
+    }
+
+    /// Each RRset with where its records are in [`WireBlock::records`].
+    fn rrset_spans(&self) -> impl Iterator<Item = (Range<usize>, WireRRset)> + '_ {
         let records = self.block.records();
         let mut start = 0;
         self.block.rrsets().map(move |(end, count, section)| {
@@ -230,43 +238,39 @@ impl WireSections {
             let owner_pointer = (fixed == start + 2 && records[start] >= 0xC0)
                 .then(|| u16::from_be_bytes([records[start] & 0x3F, records[start + 1]]));
             let rtype = Rtype::from_int(u16::from_be_bytes([records[fixed], records[fixed + 1]]));
+            let span = start..end;
             start = end;
-            WireRRset {
+            let rrset = WireRRset {
                 section,
                 rtype,
                 records: count,
                 owner_pointer,
-            }
+            };
+            (span, rrset)
         })
     }
 
-    /// These sections with the records of each RRset that `chosen` picks
-    /// in a random order, each
-    /// order as likely, as `random_below(n)` (a number below `n`) draws it:
-    /// round robin in wire form. Only A and AAAA RRsets whose owners are
-    /// compression pointers can be reordered so (their records then have
-    /// one length, and no name of the message starts inside them); `None`
-    /// if `chosen` picks another. The copy is one new block.
+    /// These sections with the records of each RRset that `chosen` picks in
+    /// a random order, each order as likely, as `random_below(n)` (a number
+    /// below `n`) draws it: round robin in wire form. Only A and AAAA RRsets
+    /// whose owners are compression pointers can be reordered so (their
+    /// records then have one length, and no name of the message starts
+    /// inside them); `None` if `chosen` picks another. The copy is one new
+    /// block, made only when there is something to reorder.
     pub fn shuffled(
         &self,
         chosen: impl Fn(&WireRRset) -> bool,
         mut random_below: impl FnMut(usize) -> usize,
     ) -> Option<WireSections> {
-        let mut block = self.block.0.clone();
-        let head = *self.block.head();
-        let records_at = self.block.rrset_bytes() + usize::from(head.tag_len);
-        let mut copied = false;
-        let mut start = 0;
-        for ((end, count, _), rrset) in self.block.rrsets().zip(self.rrsets()) {
-            let (rrset_start, count) = (start, usize::from(count));
-            start = end;
+        let mut copy: Option<triomphe::ThinArc<WireHead, u8>> = None;
+        for (span, rrset) in self.rrset_spans() {
+            let count = usize::from(rrset.records);
             if count < 2 || !chosen(&rrset) {
                 continue;
             }
-            let records = &self.block.records()[rrset_start..end];
-            let length = (end - rrset_start) / count;
-            let movable = (0..count).all(|i| {
-                let record = &records[i * length..(i + 1) * length];
+            let records = &self.block.records()[span.clone()];
+            let length = records.len() / count;
+            let movable = records.chunks(length).all(|record| {
                 // A bare pointer as the owner, then the fixed fields.
                 record_parts(record, 0) == Some((2, length))
                     && record[0] >= 0xC0
@@ -276,15 +280,15 @@ impl WireSections {
             if !movable {
                 return None;
             }
-            if !copied {
-                block = triomphe::ThinArc::from_header_and_slice(head, &self.block.0.slice);
-                copied = true;
-            }
+            let block = copy.get_or_insert_with(|| {
+                triomphe::ThinArc::from_header_and_slice(*self.block.head(), &self.block.0.slice)
+            });
+            let at = self.block.records_start();
             block.with_arc_mut(|block| {
                 let bytes = triomphe::Arc::get_mut(block)
-                    .expect("a block made just above")
+                    .expect("a block of our own, made above")
                     .slice_mut();
-                let rrset = &mut bytes[records_at + rrset_start..records_at + end];
+                let rrset = &mut bytes[at + span.start..at + span.end];
                 // Fisher–Yates over records of one length.
                 for i in (1..count).rev() {
                     let j = random_below(i + 1);
@@ -296,7 +300,7 @@ impl WireSections {
             });
         }
         Some(WireSections {
-            block: WireBlock(block),
+            block: copy.map_or_else(|| self.block.clone(), WireBlock),
             age: self.age,
         })
     }
@@ -324,9 +328,14 @@ impl WireBlock {
         &self.0.slice[start..start + usize::from(self.head().tag_len)]
     }
 
+    /// Where the records start in the block's bytes.
+    fn records_start(&self) -> usize {
+        self.rrset_bytes() + usize::from(self.head().tag_len)
+    }
+
     /// The records of the three sections.
     fn records(&self) -> &[u8] {
-        &self.0.slice[self.rrset_bytes() + usize::from(self.head().tag_len)..]
+        &self.0.slice[self.records_start()..]
     }
 
     /// Each RRset: where it ends in [`WireBlock::records`], its records and section.
