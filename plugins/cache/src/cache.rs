@@ -780,13 +780,16 @@ impl Inner {
         }
         let cap = u32::try_from(duration.as_secs()).unwrap_or(u32::MAX);
         rewrite_ttls(&mut response, |ttl| ttl.min(cap));
-        let mut stored = response.clone();
-        stored.edns_options.clear();
         let now = self.clock.now();
         let previous = self.denial.peek(key).or_else(|| self.success.peek(key));
-        let kept = match stored.wire_sections(&key.name, key.qtype, key.qclass, &[]) {
+        // Wire sections never hold EDNS options; records kept lose theirs.
+        let kept = match response.wire_sections(&key.name, key.qtype, key.qclass, &[]) {
             Some(wire) => StoredResponse::Wire(wire),
-            None => StoredResponse::Records(stored),
+            None => {
+                let mut stored = response.clone();
+                stored.edns_options.clear();
+                StoredResponse::Records(stored)
+            }
         };
         let entry = Arc::new(Entry {
             response: kept,
