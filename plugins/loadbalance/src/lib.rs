@@ -275,15 +275,36 @@ struct Parts {
     rest: Vec<Record>,
 }
 
+/// Which of [`Parts`] a record of this type goes to; in the order
+/// [`round_robin`] puts them.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Part {
+    Cname,
+    Rest,
+    Address,
+    Mx,
+}
+
+impl Part {
+    fn of(rtype: Rtype) -> Part {
+        match rtype {
+            Rtype::CNAME => Part::Cname,
+            Rtype::A | Rtype::AAAA => Part::Address,
+            Rtype::MX => Part::Mx,
+            _ => Part::Rest,
+        }
+    }
+}
+
 impl Parts {
     fn split(records: Vec<Record>) -> Parts {
         let mut parts = Parts::default();
         for record in records {
-            match record.rtype() {
-                Rtype::CNAME => parts.cname.push(record),
-                Rtype::A | Rtype::AAAA => add_to_rrset(&mut parts.address, record),
-                Rtype::MX => add_to_rrset(&mut parts.mx, record),
-                _ => parts.rest.push(record),
+            match Part::of(record.rtype()) {
+                Part::Cname => parts.cname.push(record),
+                Part::Address => add_to_rrset(&mut parts.address, record),
+                Part::Mx => add_to_rrset(&mut parts.mx, record),
+                Part::Rest => parts.rest.push(record),
             }
         }
         parts
@@ -330,25 +351,19 @@ fn round_robin(section: &mut Vec<Record>, rng: &mut impl Rng) {
 /// record (MX data holds names that later records may point to). `None`
 /// for any other shape, which then goes the way of records.
 fn round_robin_wire(wire: &WireSections, rng: &mut impl Rng) -> Option<WireSections> {
-    let rank = |rtype: Rtype| match rtype {
-        Rtype::CNAME => 0,
-        Rtype::A | Rtype::AAAA => 2,
-        Rtype::MX => 3,
-        _ => 1,
-    };
-    let mut previous: Option<(u8, u8)> = None;
+    let mut previous: Option<(u8, Part)> = None;
     for (index, rrset) in wire.rrsets().enumerate() {
-        let rank_here = rank(rrset.rtype);
-        if previous.is_some_and(|(section, rank)| section == rrset.section && rank > rank_here) {
+        let part = Part::of(rrset.rtype);
+        if previous.is_some_and(|(section, before)| section == rrset.section && before > part) {
             return None;
         }
-        previous = Some((rrset.section, rank_here));
-        if rank_here == 3 && rrset.records > 1 {
+        previous = Some((rrset.section, part));
+        if part == Part::Mx && rrset.records > 1 {
             return None;
         }
         // Another piece of the same RRset earlier in the section (owners
         // written out in full cannot be compared here: taken as the same).
-        let split = rank_here >= 2
+        let split = part >= Part::Address
             && wire.rrsets().take(index).any(|other| {
                 other.section == rrset.section
                     && other.rtype == rrset.rtype
@@ -359,7 +374,7 @@ fn round_robin_wire(wire: &WireSections, rng: &mut impl Rng) -> Option<WireSecti
         }
     }
     wire.shuffled(
-        |rrset| rank(rrset.rtype) == 2,
+        |rrset| Part::of(rrset.rtype) == Part::Address,
         |below| rng.random_range(0..below),
     )
 }
